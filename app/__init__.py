@@ -1,0 +1,1 @@
+"""session-inbox: stores and serves coding-agent sessions over GraphQL and REST."""

@@ -1,0 +1,54 @@
+"""The `session-inbox` command: serve, migrate, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from app.config import ConfigError, Settings, load_settings
+from app.logs import configure_logging
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=args.workers,
+        reload=args.reload,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+def _migrate(settings: Settings) -> None:
+    from app.db import make_engine
+    from app.migrate import migrate
+
+    print(asyncio.run(migrate(make_engine(settings))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="session-inbox", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="interface to bind (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes")
+    commands.add_parser("migrate", help="apply pending migrations and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        sys.exit(f"session-inbox: configuration error: {exc}")
+    configure_logging(settings)
+    if args.command == "serve":
+        _serve(settings, args)
+    elif args.command == "migrate":
+        _migrate(settings)

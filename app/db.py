@@ -1,0 +1,117 @@
+"""The database handle: a Piccolo engine for PostgreSQL or SQLite, and the few places where the
+two dialects differ. SQL is written with Piccolo's `{}` placeholders and runs inside Piccolo's
+transactions, so one statement text serves both engines."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.querystring import QueryString
+
+from app.config import Settings, load_settings
+
+Row = Mapping[str, Any]
+
+# Errors that mean "the database refused this write" on either engine.
+IntegrityError = (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError)
+
+
+def make_engine(settings: Settings | None = None) -> Engine:
+    """An engine for `settings.database_url`; no connection is opened here."""
+    settings = settings or load_settings()
+    if settings.is_postgres:
+        server_settings = {"application_name": "session-inbox"}
+        if settings.db_statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        return PostgresEngine(
+            config={"dsn": settings.database_url, "server_settings": server_settings},
+            log_queries=False,
+        )
+    # `timeout` is how long a writer waits for SQLite's single write lock.
+    return SQLiteEngine(path=settings.sqlite_path, timeout=30)
+
+
+class Database:
+    """Runs SQL on a Piccolo engine and hides the dialect differences the service cares about."""
+
+    def __init__(self, engine: Engine, *, pool_size: int = 10) -> None:
+        self.engine = engine
+        self.is_postgres = isinstance(engine, PostgresEngine)
+        self.pool_size = pool_size
+        # Dialect fragments.
+        self.jsonb_param = "{}::jsonb" if self.is_postgres else "{}"
+        self.lock_for_update = " FOR NO KEY UPDATE" if self.is_postgres else ""
+
+    async def open(self) -> None:
+        if isinstance(self.engine, PostgresEngine):
+            await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
+        else:
+            # WAL lets readers go on while one writer writes; it is stored in the file.
+            await self.execute("PRAGMA journal_mode=WAL")
+
+    async def close(self) -> None:
+        if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
+            await self.engine.close_connection_pool()
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        rows: list[Row] = await self.engine.run_querystring(QueryString(sql, *args))
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.engine.run_querystring(QueryString(sql, *args))
+
+    def transaction(self) -> Any:
+        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so
+        read-check-write sequences cannot interleave."""
+        if isinstance(self.engine, SQLiteEngine):
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
+    async def ping(self) -> None:
+        await self.execute("SELECT 1")
+
+    @asynccontextmanager
+    async def _raw_connection(self) -> AsyncIterator[Any]:
+        if isinstance(self.engine, PostgresEngine):
+            if self.engine.pool is None:
+                raise RuntimeError("the connection pool is not open")
+            async with self.engine.pool.acquire() as connection:
+                yield connection
+        else:
+            connection = await self.engine.get_connection()
+            try:
+                yield connection
+            finally:
+                await connection.close()
+
+    async def stream(
+        self, sql: str, args: Sequence[Any] = (), *, batch_size: int = 500
+    ) -> AsyncIterator[Row]:
+        """Rows of `sql` from a server-side cursor, `batch_size` at a time, so memory stays flat
+        however many rows there are."""
+        query, query_args = QueryString(sql, *args).compile_string(
+            engine_type=self.engine.engine_type
+        )
+        async with self._raw_connection() as connection:
+            if self.is_postgres:
+                async with connection.transaction(readonly=True):
+                    async for record in connection.cursor(
+                        query, *query_args, prefetch=batch_size
+                    ):
+                        yield record
+            else:
+                async with connection.execute(query, query_args) as cursor:
+                    while batch := await cursor.fetchmany(batch_size):
+                        for row in batch:
+                            yield row

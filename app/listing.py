@@ -1,0 +1,144 @@
+"""Filters, sort orders and keyset cursors for listing sessions.
+
+A cursor is opaque to clients: base64url of `[field, value, id]` of the row it points at. Rows
+are always ordered by `(field, id)`, so a cursor stays valid however many rows are inserted
+before or after it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from app.errors import InvalidInput
+from app.tables import InboxStatus
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
+class SortField(str, enum.Enum):
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    TITLE = "title"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOrder:
+    field: SortField = SortField.CREATED_AT
+    descending: bool = True
+
+
+NEWEST_FIRST = SessionOrder()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    inbox_status: tuple[InboxStatus, ...] | None = None
+    repo: str | None = None
+    parent_id: UUID | None = None
+    is_root: bool | None = None
+    title_contains: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """SQL conditions (ANDed) with their arguments, in Piccolo's `{}` placeholder style."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        if self.inbox_status is not None:
+            if not self.inbox_status:
+                conditions.append("1 = 0")
+            else:
+                marks = ", ".join("{}" for _ in self.inbox_status)
+                conditions.append(f"inbox_status IN ({marks})")
+                args.extend(status.value for status in self.inbox_status)
+        if self.repo is not None:
+            conditions.append("repo = {}")
+            args.append(self.repo)
+        if self.parent_id is not None:
+            conditions.append("parent = {}")
+            args.append(self.parent_id)
+        if self.is_root is not None:
+            conditions.append("parent IS NULL" if self.is_root else "parent IS NOT NULL")
+        if self.title_contains:
+            conditions.append("lower(title) LIKE {} ESCAPE '\\'")
+            args.append(f"%{_escape_like(self.title_contains.lower())}%")
+        if self.created_after is not None:
+            conditions.append("created_at > {}")
+            args.append(self.created_after)
+        if self.created_before is not None:
+            conditions.append("created_at < {}")
+            args.append(self.created_before)
+        return conditions, args
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    field: SortField
+    value: Any
+    id: UUID
+
+
+def encode_cursor(field: SortField, row: Any) -> str:
+    value = row[field.value]
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = orjson.dumps([field.value, value, str(row["id"])])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, field: SortField, argument: str = "cursor") -> Cursor:
+    """The position `cursor` names; refused when malformed or made for another sort field."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, value, ident = orjson.loads(raw)
+        parsed_field = SortField(name)
+        parsed_id = UUID(ident)
+        if parsed_field is not SortField.TITLE:
+            value = datetime.fromisoformat(value)
+        elif not isinstance(value, str):
+            raise ValueError(value)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidInput(f"{argument} is not a valid cursor", argument) from None
+    if parsed_field is not field:
+        raise InvalidInput(f"{argument} was made for another sort order", argument)
+    return Cursor(parsed_field, value, parsed_id)
+
+
+def keyset_condition(cursor: Cursor, *, after: bool, descending: bool) -> tuple[str, list[Any]]:
+    """Rows strictly after (or before) `cursor` in the order `(field, id)`."""
+    column = cursor.field.value
+    # Going "after" in a descending order means going to smaller keys.
+    op = "<" if after == descending else ">"
+    condition = f"({column} {op} {{}} OR ({column} = {{}} AND id {op} {{}}))"
+    return condition, [cursor.value, cursor.value, cursor.id]
+
+
+def page_size(value: int | None, argument: str, maximum: int = MAX_PAGE) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not 0 <= value <= maximum:
+        raise InvalidInput(f"{argument} must be between 0 and {maximum}", argument)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Any]
+    has_next: bool
+    has_previous: bool
+    order: SessionOrder
+
+    def cursor(self, row: Any) -> str:
+        return encode_cursor(self.order.field, row)

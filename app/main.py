@@ -1,0 +1,77 @@
+"""The ASGI application: routes, middleware and the lifespan that opens and closes clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import rest
+from app.config import Settings, load_settings
+from app.db import Database, make_engine
+from app.events import LocalEvents
+from app.migrate import bind_engine, migrate
+from app.naming import LocalNamer
+from app.service import SessionService
+from app.state import AppState
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The application for `settings` (default: read from the environment and `.env`)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings)
+        if settings.run_migrations:
+            await migrate(engine)
+        bind_engine(engine)
+        db = Database(engine)
+        await db.open()
+        events = LocalEvents()
+        service = SessionService(db, LocalNamer(settings.naming_branch_prefix), events)
+        try:
+            yield {"inbox": AppState(settings, db, events, service)}
+        finally:
+            await db.close()
+
+    return Starlette(
+        routes=rest.routes,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["ETag", "Location", "Link"],
+            )
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+        lifespan=lifespan,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: "Not Found", 405: "Method Not Allowed"}
+    response = rest.error_response(
+        exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail)
+    )
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return rest.error_response(500, "Internal Server Error", "an unexpected error occurred")

@@ -1,0 +1,151 @@
+"""Shared fixtures: a real database of each engine, built by the migrations, and the app over it.
+
+Every test that asks for `db`, `service` or `client` runs twice, once on PostgreSQL (a database
+of its own per xdist worker on the local server, `TEST_POSTGRES_URL`) and once on SQLite (a file
+per worker). Each test starts from an empty table."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.config import Settings, load_settings
+from app.db import Database, make_engine
+from app.events import LocalEvents
+from app.main import create_app
+from app.migrate import migrate
+from app.naming import LocalNamer
+from app.service import SessionService
+from app.state import AppState
+
+ENGINES = ("postgres", "sqlite")
+POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+async def _fresh_postgres_database(name: str) -> str:
+    admin = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"{POSTGRES_SERVER}/{name}"
+
+
+@pytest.fixture(scope="session")
+async def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One migrated database per engine for this worker."""
+    urls = {
+        "postgres": await _fresh_postgres_database(f"session_inbox_test_{_worker()}"),
+        "sqlite": f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}",
+    }
+    for url in urls.values():
+        settings = replace(load_settings(environ={}, env_file=None), database_url=url)
+        await migrate(make_engine(settings))
+    return urls
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture(scope="session")
+def settings(engine_kind: str, database_urls: dict[str, str]) -> Settings:
+    """Test settings: only the database differs from the defaults."""
+    base = load_settings(environ={}, env_file=None)
+    return replace(base, database_url=database_urls[engine_kind], run_migrations=False)
+
+
+@pytest.fixture(scope="session")
+async def session_db(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(make_engine(settings), pool_size=20)
+    await db.open()
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def db(session_db: Database) -> Database:
+    """The database, emptied for this test."""
+    if session_db.is_postgres:
+        await session_db.execute("TRUNCATE session")
+    else:
+        await session_db.execute("DELETE FROM session")
+    return session_db
+
+
+@pytest.fixture
+def events() -> LocalEvents:
+    return LocalEvents()
+
+
+@pytest.fixture
+def service(db: Database, events: LocalEvents) -> SessionService:
+    return SessionService(db, LocalNamer(), events)
+
+
+SessionFactory = Callable[..., Awaitable[MutableMapping[str, Any]]]
+
+
+@pytest.fixture
+def make_session(service: SessionService) -> SessionFactory:
+    """Creates a session through the service; keyword arguments override the defaults."""
+
+    async def make(**overrides: Any) -> MutableMapping[str, Any]:
+        fields: dict[str, Any] = {
+            "repo": "acme/app",
+            "target_branch": "main",
+            "messages": {"content": f"Task {uuid.uuid4().hex[:8]}"},
+        }
+        fields.update(overrides)
+        created = await service.create(**fields)
+        return dict(created.session)
+
+    return make
+
+
+def with_state(app: Starlette, state: dict[str, Any]) -> Any:
+    """`app` with the lifespan state handed to each request, as Starlette does when it runs the
+    lifespan itself (httpx's ASGI transport does not run lifespans)."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        scope["state"] = dict(state)
+        await app(scope, receive, send)
+
+    return asgi
+
+
+@pytest.fixture
+async def app_state(
+    settings: Settings, db: Database, service: SessionService, events: LocalEvents
+) -> AppState:
+    return AppState(settings, db, events, service)
+
+
+@pytest.fixture
+async def client(settings: Settings, app_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app, over the test's database and service."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=with_state(app, {"inbox": app_state}))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def tmp_sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
