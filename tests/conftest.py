@@ -31,31 +31,31 @@ ENGINES = ("postgres", "sqlite")
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
 
 
-def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-async def _fresh_postgres_database(name: str) -> str:
+async def _admin(sql: str) -> None:
     admin = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(sql)
     finally:
         await admin.close()
-    return f"{POSTGRES_SERVER}/{name}"
 
 
 @pytest.fixture(scope="session")
-async def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One migrated database per engine for this worker."""
+async def database_urls(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[dict[str, str]]:
+    """One migrated database per engine for this test process, dropped at the end."""
+    name = f"session_inbox_test_{os.getpid()}"
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _admin(f'CREATE DATABASE "{name}"')
     urls = {
-        "postgres": await _fresh_postgres_database(f"session_inbox_test_{_worker()}"),
+        "postgres": f"{POSTGRES_SERVER}/{name}",
         "sqlite": f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}",
     }
     for url in urls.values():
         settings = replace(load_settings(environ={}, env_file=None), database_url=url)
         await migrate(make_engine(settings))
-    return urls
+    yield urls
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session", params=ENGINES)
