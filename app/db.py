@@ -23,7 +23,7 @@ Row = Mapping[str, Any]
 IntegrityError = (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError)
 
 
-def make_engine(settings: Settings | None = None) -> Engine:
+def make_engine(settings: Settings | None = None) -> Engine[Any]:
     """An engine for `settings.database_url`; no connection is opened here."""
     settings = settings or load_settings()
     if settings.is_postgres:
@@ -41,7 +41,7 @@ def make_engine(settings: Settings | None = None) -> Engine:
 class Database:
     """Runs SQL on a Piccolo engine and hides the dialect differences the service cares about."""
 
-    def __init__(self, engine: Engine, *, pool_size: int = 10) -> None:
+    def __init__(self, engine: Engine[Any], *, pool_size: int = 10) -> None:
         self.engine = engine
         self.is_postgres = isinstance(engine, PostgresEngine)
         self.pool_size = pool_size
@@ -88,12 +88,14 @@ class Database:
                 raise RuntimeError("the connection pool is not open")
             async with self.engine.pool.acquire() as connection:
                 yield connection
-        else:
+        elif isinstance(self.engine, SQLiteEngine):
             connection = await self.engine.get_connection()
             try:
                 yield connection
             finally:
                 await connection.close()
+        else:  # pragma: no cover
+            raise TypeError(f"unsupported engine {self.engine!r}")
 
     async def stream(
         self, sql: str, args: Sequence[Any] = (), *, batch_size: int = 500
@@ -106,9 +108,7 @@ class Database:
         async with self._raw_connection() as connection:
             if self.is_postgres:
                 async with connection.transaction(readonly=True):
-                    async for record in connection.cursor(
-                        query, *query_args, prefetch=batch_size
-                    ):
+                    async for record in connection.cursor(query, *query_args, prefetch=batch_size):
                         yield record
             else:
                 async with connection.execute(query, query_args) as cursor:

@@ -17,7 +17,7 @@ from uuid import UUID
 log = logging.getLogger(__name__)
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     CREATED = "CREATED"
     UPDATED = "UPDATED"
     DELETED = "DELETED"

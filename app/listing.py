@@ -23,7 +23,7 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 
 
-class SortField(str, enum.Enum):
+class SortField(enum.StrEnum):
     CREATED_AT = "created_at"
     UPDATED_AT = "updated_at"
     TITLE = "title"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from typing import Any
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
@@ -24,7 +25,7 @@ class MigrationError(RuntimeError):
     """A migration failed; the database is as the last successful migration left it."""
 
 
-def bind_engine(engine: Engine) -> None:
+def bind_engine(engine: Engine[Any]) -> None:
     """Point Piccolo at `engine`: our table, Piccolo's migration table, and the migration runner
     (which finds its engine through `piccolo_conf.DB`)."""
     import piccolo_conf
@@ -34,7 +35,7 @@ def bind_engine(engine: Engine) -> None:
     Migration._meta.db = engine
 
 
-async def migrate(engine: Engine) -> str:
+async def migrate(engine: Engine[Any]) -> str:
     """Apply every pending migration to `engine`; returns Piccolo's report."""
     bind_engine(engine)
     output = io.StringIO()

@@ -163,9 +163,7 @@ class SessionService:
     def _select(conditions: list[str], field: str, descending: bool) -> str:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         direction = "DESC" if descending else "ASC"
-        return (
-            f"SELECT {COLUMNS} FROM session{where} ORDER BY {field} {direction}, id {direction}"
-        )
+        return f"SELECT {COLUMNS} FROM session{where} ORDER BY {field} {direction}, id {direction}"
 
     async def children_pages(
         self, parent_ids: Sequence[UUID], first: int | None = None, after: str | None = None
@@ -207,7 +205,7 @@ class SessionService:
             f"SELECT parent, count(*) AS n FROM session WHERE parent IN ({marks}) GROUP BY parent",
             *parent_ids,
         )
-        counts = {parent: 0 for parent in parent_ids}
+        counts = dict.fromkeys(parent_ids, 0)
         counts.update({UUID(str(row["parent"])): int(row["n"]) for row in rows})
         return counts
 

@@ -17,7 +17,7 @@ from piccolo.columns.base import OnDelete, OnUpdate
 from piccolo.table import Table
 
 
-class InboxStatus(str, enum.Enum):
+class InboxStatus(enum.StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     COMPLETED = "completed"
@@ -36,7 +36,7 @@ class Session(Table, tablename="session"):
     messages = JSONB(null=True, default=None)
     inbox_status = Varchar(length=50, null=False, default=InboxStatus.ACTIVE.value)
     sbx_config = JSONB(null=True, default=None)
-    parent = ForeignKey(
+    parent: ForeignKey[Session] = ForeignKey(
         "self", null=True, default=None, on_delete=OnDelete.set_null, on_update=OnUpdate.cascade
     )
     created_at = Timestamptz(null=False)

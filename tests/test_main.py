@@ -1,0 +1,107 @@
+"""The application's lifespan and the embedded default: no configuration at all serves the API
+from a SQLite file it creates and migrates."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.config import load_settings
+from app.main import create_app
+from tests.conftest import with_state
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes], deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"server did not answer within {deadline_s} s")
+
+
+@pytest.fixture
+def bare_server(tmp_path: Path) -> Iterator[str]:
+    """`session-inbox serve` in an empty directory with no DATABASE_URL or other settings."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env["PORT"] = str(port)
+    process = subprocess.Popen(
+        [str(BIN / "session-inbox"), "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_answering(f"{base}/sessions?limit=1", process, 30)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_embedded_default_creates_and_migrates_sqlite(bare_server: str, tmp_path: Path) -> None:
+    created = httpx.post(
+        f"{bare_server}/sessions",
+        json={"repo": "acme/app", "target_branch": "main", "messages": {"content": "Hi"}},
+    )
+    assert created.status_code == 201
+    listed = httpx.get(f"{bare_server}/sessions").json()
+    assert [s["id"] for s in listed["sessions"]] == [created.json()["id"]]
+    assert (tmp_path / "session-inbox.sqlite3").is_file()
+
+
+async def test_lifespan_migrates_and_serves(tmp_sqlite_url: str) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=tmp_sqlite_url)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+        transport = httpx.ASGITransport(app=with_state(app, dict(state or {})))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            created = await client.post("/sessions", json={"repo": "r", "target_branch": "main"})
+            assert created.status_code == 201
+            fetched = await client.get(created.headers["location"])
+            assert fetched.json()["session"]["id"] == created.json()["id"]
+
+
+async def test_unexpected_errors_are_masked_json(
+    tmp_sqlite_url: str,
+) -> None:
+    settings = replace(
+        load_settings(environ={}, env_file=None), database_url=tmp_sqlite_url, run_migrations=False
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+        transport = httpx.ASGITransport(
+            app=with_state(app, dict(state or {})), raise_app_exceptions=False
+        )
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/sessions?limit=1")
+    assert response.status_code == 500
+    assert response.json() == {
+        "err": "Internal Server Error",
+        "msg": "an unexpected error occurred",
+    }

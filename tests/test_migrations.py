@@ -1,0 +1,152 @@
+"""The migrations build the table, and the database itself enforces the contract's rules."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.config import load_settings
+from app.db import Database, IntegrityError, make_engine
+from app.migrate import migrate
+from tests.conftest import POSTGRES_SERVER
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+async def _insert(db: Database, **overrides: Any) -> uuid.UUID:
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "repo": "r",
+        "target_branch": "main",
+        "title": "t",
+        "branch": f"b-{uuid.uuid4().hex[:8]}",
+        "inbox_status": "active",
+        "parent": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(overrides)
+    columns = ", ".join(values)
+    marks = ", ".join("{}" for _ in values)
+    await db.execute(f"INSERT INTO session ({columns}) VALUES ({marks})", *values.values())
+    session_id: uuid.UUID = values["id"]
+    return session_id
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"inbox_status": "done"},
+        {"inbox_status": "Active"},
+        {"repo": ""},
+        {"target_branch": ""},
+        {"parent": uuid.uuid4()},
+    ],
+)
+async def test_database_refuses_rows_that_break_the_rules(
+    db: Database, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(IntegrityError):
+        await _insert(db, **overrides)
+
+
+async def test_database_refuses_self_parent_and_duplicate_branch(db: Database) -> None:
+    first = await _insert(db, branch="feature")
+    with pytest.raises(IntegrityError):
+        await db.execute("UPDATE session SET parent = id WHERE id = {}", first)
+    with pytest.raises(IntegrityError):
+        await _insert(db, branch="feature")
+    await _insert(db, branch="feature", repo="another")
+    await _insert(db, idempotency_key="k", branch="x1")
+    with pytest.raises(IntegrityError):
+        await _insert(db, idempotency_key="k", branch="x2")
+
+
+async def test_deleting_a_parent_row_sets_children_parent_null(db: Database) -> None:
+    parent = await _insert(db)
+    child = await _insert(db, parent=parent)
+    await db.execute("DELETE FROM session WHERE id = {}", parent)
+    row = await db.fetchrow("SELECT parent FROM session WHERE id = {}", child)
+    assert row is not None
+    assert row["parent"] is None
+
+
+async def test_indexes_exist(db: Database) -> None:
+    if db.is_postgres:
+        rows = await db.fetch(
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'session'"
+        )
+    else:
+        rows = await db.fetch(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'session'"
+        )
+    names = {row["name"] for row in rows}
+    assert {
+        "session_repo_branch_key",
+        "session_created_at_id_idx",
+        "session_updated_at_id_idx",
+        "session_title_id_idx",
+        "session_parent_created_at_idx",
+        "session_status_created_at_idx",
+        "session_repo_created_at_idx",
+    } <= names
+
+
+@pytest.fixture
+async def empty_postgres() -> AsyncIterator[str]:
+    name = f"session_inbox_migrations_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def empty_database(request: pytest.FixtureRequest, empty_postgres: str, tmp_sqlite_url: str) -> str:
+    return empty_postgres if request.param == "postgres" else tmp_sqlite_url
+
+
+async def test_migrate_applies_once_then_has_nothing_to_do(empty_database: str) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=empty_database)
+    first = await migrate(make_engine(settings))
+    assert "Running 2 migrations" in first
+    second = await migrate(make_engine(settings))
+    assert "No migrations need to be run" in second
+
+
+def _run(command: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+async def test_piccolo_cli_applies_the_migrations(empty_database: str) -> None:
+    result = _run([str(BIN / "piccolo"), "migrations", "forwards", "session_inbox"], empty_database)
+    assert result.returncode == 0, result.stderr
+    check = _run([str(BIN / "piccolo"), "migrations", "check"], empty_database)
+    assert check.returncode == 0, check.stderr
+    assert "False" not in check.stdout
+
+
+async def test_session_inbox_migrate_command(empty_database: str) -> None:
+    result = _run([str(BIN / "session-inbox"), "migrate"], empty_database)
+    assert result.returncode == 0, result.stderr
+    assert "Running 2 migrations" in result.stdout
+    again = _run([str(BIN / "session-inbox"), "migrate"], empty_database)
+    assert "No migrations need to be run" in again.stdout

@@ -1,0 +1,360 @@
+"""The service's rules, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+
+from app.errors import (
+    BranchTaken,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+    ParentCycle,
+    ParentNotFound,
+    VersionConflict,
+)
+from app.events import EventKind, LocalEvents, SessionEvent
+from app.listing import SessionFilter, SessionOrder, SortField
+from app.naming import is_valid_branch
+from app.service import SessionService
+from app.tables import InboxStatus
+from tests.conftest import SessionFactory
+
+
+def drain(queue: asyncio.Queue[SessionEvent]) -> list[SessionEvent]:
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
+
+
+async def test_create_sets_defaults_and_names(service: SessionService) -> None:
+    created = await service.create(
+        repo="acme/app", target_branch="main", messages={"content": "Fix the login redirect"}
+    )
+    row = created.session
+    assert not created.replayed
+    assert row["inbox_status"] == "active"
+    assert row["sbx_config"] is None
+    assert row["parent"] is None
+    assert row["version"] == 1
+    assert row["title"] == "Fix the login redirect"
+    assert row["branch"] == "fix-the-login-redirect"
+    assert orjson.loads(row["messages"]) == {"content": "Fix the login redirect"}
+    assert row["created_at"] == row["updated_at"]
+    assert uuid.UUID(str(row["id"])).version == 4
+
+
+async def test_same_names_in_one_repo_get_distinct_valid_branches(
+    make_session: SessionFactory,
+) -> None:
+    rows = [await make_session(messages={"content": "Same task"}) for _ in range(5)]
+    branches = {row["branch"] for row in rows}
+    assert len(branches) == 5
+    assert all(is_valid_branch(branch) for branch in branches)
+
+
+async def test_concurrent_creations_with_one_name_all_succeed(service: SessionService) -> None:
+    results = await asyncio.gather(
+        *(
+            service.create(repo="acme/app", target_branch="main", messages=["Same task"])
+            for _ in range(10)
+        )
+    )
+    assert len({result.session["branch"] for result in results}) == 10
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"repo": ""}, "repo"),
+        ({"repo": "   "}, "repo"),
+        ({"repo": 5}, "repo"),
+        ({"target_branch": "a\x00b"}, "target_branch"),
+        ({"messages": "a string"}, "messages"),
+        ({"messages": {"content": "nul \x00 inside"}}, "messages"),
+        ({"messages": {"k\x00": 1}}, "messages"),
+        ({"messages": [2**80]}, "messages"),
+    ],
+)
+async def test_create_refuses_bad_input(
+    service: SessionService, fields: dict[str, object], field: str
+) -> None:
+    arguments: dict[str, object] = {"repo": "acme/app", "target_branch": "main", **fields}
+    with pytest.raises(InvalidInput) as refused:
+        await service.create(**arguments)  # type: ignore[arg-type]
+    assert refused.value.field == field
+    assert await service.count() == 0
+
+
+async def test_create_with_unknown_parent_is_refused(service: SessionService) -> None:
+    with pytest.raises(ParentNotFound):
+        await service.create(repo="r", target_branch="main", parent=uuid.uuid4())
+    assert await service.count() == 0
+
+
+async def test_idempotent_retry_returns_first_session(service: SessionService) -> None:
+    first = await service.create(
+        repo="r", target_branch="main", messages=["hello"], idempotency_key="k1"
+    )
+    again = await service.create(
+        repo="r", target_branch="main", messages=["hello"], idempotency_key="k1"
+    )
+    assert again.replayed
+    assert again.session["id"] == first.session["id"]
+    with pytest.raises(IdempotencyMismatch):
+        await service.create(
+            repo="r", target_branch="main", messages=["other"], idempotency_key="k1"
+        )
+    assert await service.count() == 1
+
+
+async def test_concurrent_idempotent_creations_make_one_session(service: SessionService) -> None:
+    results = await asyncio.gather(
+        *(
+            service.create(repo="r", target_branch="main", messages=["x"], idempotency_key="k")
+            for _ in range(10)
+        )
+    )
+    assert len({result.session["id"] for result in results}) == 1
+    assert sum(not result.replayed for result in results) == 1
+    assert await service.count() == 1
+
+
+async def test_update_bumps_version_and_checks_expected_version(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session()
+    updated = await service.update(
+        row["id"], {"inbox_status": "Completed", "title": "Renamed"}, expected_version=1
+    )
+    assert updated["version"] == 2
+    assert updated["inbox_status"] == "completed"
+    assert updated["title"] == "Renamed"
+    assert updated["updated_at"] > row["updated_at"]
+    with pytest.raises(VersionConflict):
+        await service.update(row["id"], {"title": "Stale"}, expected_version=1)
+    stored = await service.get(row["id"])
+    assert stored is not None
+    assert stored["title"] == "Renamed"
+    assert stored["version"] == 2
+
+
+async def test_update_of_missing_session_is_not_found(service: SessionService) -> None:
+    with pytest.raises(NotFound):
+        await service.update(uuid.uuid4(), {"title": "x"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"inbox_status": "done"}, "inbox_status"),
+        ({"title": "two\nlines"}, "title"),
+        ({"title": "x" * 81}, "title"),
+        ({"branch": "../x.lock"}, "branch"),
+        ({"branch": "a b"}, "branch"),
+        ({"repo": ""}, "repo"),
+        ({"version": 7}, "version"),
+        ({"sbx_config": {"a": "\x00"}}, "sbx_config"),
+    ],
+)
+async def test_update_refuses_bad_input(
+    service: SessionService,
+    make_session: SessionFactory,
+    changes: dict[str, object],
+    field: str,
+) -> None:
+    row = await make_session()
+    with pytest.raises(InvalidInput) as refused:
+        await service.update(row["id"], changes)
+    assert refused.value.field == field
+    stored = await service.get(row["id"])
+    assert stored is not None
+    assert stored["version"] == 1
+
+
+async def test_branch_taken_in_same_repo(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    first = await make_session(repo="r")
+    second = await make_session(repo="r")
+    other_repo = await make_session(repo="other")
+    with pytest.raises(BranchTaken):
+        await service.update(second["id"], {"branch": first["branch"]})
+    moved = await service.update(other_repo["id"], {"branch": first["branch"]})
+    assert moved["branch"] == first["branch"]
+
+
+async def test_merge_patch_of_json_fields(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages={"a": 1, "b": {"c": 2}})
+    await service.update(row["id"], {"sbx_config": {"cpu": 2, "env": {"A": "1"}}})
+    merged = await service.update(
+        row["id"],
+        {"messages": {"b": {"d": 3}, "a": None}, "sbx_config": {"env": {"B": "2"}}},
+        merge_json=True,
+    )
+    assert orjson.loads(merged["messages"]) == {"b": {"c": 2, "d": 3}}
+    assert orjson.loads(merged["sbx_config"]) == {"cpu": 2, "env": {"A": "1", "B": "2"}}
+
+
+async def test_parent_rules(service: SessionService, make_session: SessionFactory) -> None:
+    a = await make_session()
+    b = await make_session(parent=a["id"])
+    c = await make_session(parent=b["id"])
+    with pytest.raises(ParentCycle):
+        await service.update(a["id"], {"parent": c["id"]})
+    with pytest.raises(ParentCycle):
+        await service.update(a["id"], {"parent": a["id"]})
+    with pytest.raises(ParentNotFound):
+        await service.update(a["id"], {"parent": uuid.uuid4()})
+    stored = await service.get(a["id"])
+    assert stored is not None
+    assert stored["parent"] is None
+    assert stored["version"] == 1
+    chain = await service.ancestors(c["id"])
+    assert [row["id"] for row in chain] == [b["id"], a["id"]]
+
+
+async def test_concurrent_opposite_parent_changes_never_make_a_cycle(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    for _ in range(5):
+        a = await make_session()
+        b = await make_session()
+        results = await asyncio.gather(
+            service.update(a["id"], {"parent": b["id"]}),
+            service.update(b["id"], {"parent": a["id"]}),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(result, ParentCycle) for result in results) == 1
+        stored_a, stored_b = await service.get(a["id"]), await service.get(b["id"])
+        assert stored_a is not None
+        assert stored_b is not None
+        assert not (stored_a["parent"] == b["id"] and stored_b["parent"] == a["id"])
+
+
+async def test_delete_orphans_children(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    parent = await make_session()
+    children = [await make_session(parent=parent["id"]) for _ in range(3)]
+    deleted = await service.delete(parent["id"])
+    assert deleted["id"] == parent["id"]
+    assert await service.get(parent["id"]) is None
+    for child in children:
+        stored = await service.get(child["id"])
+        assert stored is not None
+        assert stored["parent"] is None
+        assert stored["version"] == 2
+    with pytest.raises(NotFound):
+        await service.delete(parent["id"])
+
+
+async def test_events_follow_committed_changes_only(
+    service: SessionService, events: LocalEvents, make_session: SessionFactory
+) -> None:
+    async with events.subscribe() as queue:
+        row = await make_session()
+        await service.update(row["id"], {"title": "New title"})
+        with pytest.raises(VersionConflict):
+            await service.update(row["id"], {"title": "Stale"}, expected_version=1)
+        with pytest.raises(ParentCycle):
+            await service.update(row["id"], {"parent": row["id"]})
+        await service.delete(row["id"])
+        seen = drain(queue)
+    assert [(event.kind, event.session_id) for event in seen] == [
+        (EventKind.CREATED, row["id"]),
+        (EventKind.UPDATED, row["id"]),
+        (EventKind.DELETED, row["id"]),
+    ]
+    assert seen[1].session["title"] == "New title"
+    assert seen[2].session["title"] == "New title"
+
+
+async def test_failing_event_bus_does_not_lose_the_write(
+    service: SessionService,
+) -> None:
+    class BrokenBus:
+        async def publish(self, events: object) -> None:
+            raise ConnectionError("bus down")
+
+    service.events = BrokenBus()
+    created = await service.create(repo="r", target_branch="main")
+    assert await service.get(created.session["id"]) is not None
+
+
+async def test_filters(service: SessionService, make_session: SessionFactory) -> None:
+    root = await make_session(repo="a", messages=["Deploy Pipeline"])
+    child = await make_session(repo="a", parent=root["id"], messages=["Fix 100% CPU"])
+    other = await make_session(repo="b", messages=["Write docs"])
+    await service.update(other["id"], {"inbox_status": "archived"})
+
+    async def ids(**criteria: object) -> set[object]:
+        page = await service.list_page(SessionFilter(**criteria))  # type: ignore[arg-type]
+        return {row["id"] for row in page.rows}
+
+    assert await ids(repo="a") == {root["id"], child["id"]}
+    assert await ids(inbox_status=(InboxStatus.ARCHIVED,)) == {other["id"]}
+    assert await ids(inbox_status=(InboxStatus.ACTIVE, InboxStatus.ARCHIVED)) == {
+        root["id"],
+        child["id"],
+        other["id"],
+    }
+    assert await ids(parent_id=root["id"]) == {child["id"]}
+    assert await ids(is_root=True) == {root["id"], other["id"]}
+    assert await ids(is_root=False) == {child["id"]}
+    assert await ids(title_contains="pipeline") == {root["id"]}
+    assert await ids(title_contains="100%") == {child["id"]}
+    assert await ids(title_contains="_") == set()
+    assert await ids(created_after=child["created_at"]) == {other["id"]}
+    assert await ids(created_before=child["created_at"]) == {root["id"]}
+    assert await service.count(SessionFilter(repo="a")) == 2
+
+
+async def test_keyset_pages_cover_everything_once(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    made = [await make_session(messages=[f"Task {i:02d}"]) for i in range(23)]
+    for order in (
+        SessionOrder(),
+        SessionOrder(SortField.TITLE, descending=False),
+        SessionOrder(SortField.UPDATED_AT, descending=True),
+    ):
+        seen: list[object] = []
+        after = None
+        while True:
+            page = await service.list_page(order=order, first=5, after=after)
+            seen.extend(row["id"] for row in page.rows)
+            if not page.has_next:
+                break
+            after = page.cursor(page.rows[-1])
+        assert sorted(map(str, seen)) == sorted(str(row["id"]) for row in made)
+        assert len(seen) == len(made)
+
+
+async def test_bad_cursors_are_refused(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    await make_session()
+    page = await service.list_page(first=1)
+    cursor = page.cursor(page.rows[0])
+    with pytest.raises(InvalidInput):
+        await service.list_page(first=1, after="not-a-cursor")
+    with pytest.raises(InvalidInput):
+        await service.list_page(order=SessionOrder(SortField.TITLE), first=1, after=cursor)
+    with pytest.raises(InvalidInput):
+        await service.list_page(first=101)
+
+
+async def test_stream_yields_every_row_newest_first(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    made = [await make_session() for _ in range(7)]
+    streamed = [row["id"] async for row in service.stream()]
+    assert streamed == [row["id"] for row in reversed(made)]
