@@ -19,7 +19,7 @@ from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import LocalEvents
 from app.migrate import bind_engine, migrate
-from app.naming import LocalNamer
+from app.naming import make_namer
 from app.service import SessionService
 from app.state import AppState
 
@@ -38,11 +38,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         bind_engine(engine)
         db = Database(engine)
         await db.open()
+        namer, close_namer = make_namer(settings)
         events = LocalEvents()
-        service = SessionService(db, LocalNamer(settings.naming_branch_prefix), events)
+        service = SessionService(db, namer, events)
         try:
             yield {"inbox": AppState(settings, db, events, service)}
         finally:
+            await close_namer()
             await db.close()
 
     return Starlette(
