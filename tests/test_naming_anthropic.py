@@ -1,4 +1,4 @@
-"""Naming: the Anthropic namer against a fake Messages API on loopback, and the local namer.
+"""The Anthropic namer against a fake Messages API on loopback, through the real SDK.
 
 Every result is checked with git itself (`git check-ref-format --branch`)."""
 
@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,14 +25,12 @@ from app.naming import (
     Namer,
     Names,
     clean_title,
-    is_valid_branch,
     is_valid_title,
     make_namer,
-    message_text,
     slugify,
-    with_suffix,
 )
 from tests.fake_anthropic import FakeAnthropic, FakeResponse
+from tests.naming_checks import assert_valid
 
 NAMER_LOGGER = "app.naming.anthropic_namer"
 MESSAGES = [{"role": "user", "content": "Fix the flaky upload test in CI"}]
@@ -68,22 +64,6 @@ async def opened_namer(config: Settings) -> AsyncIterator[Namer]:
 async def namer(fake_anthropic: FakeAnthropic) -> AsyncIterator[Namer]:
     async with opened_namer(anthropic_settings(fake_anthropic)) as opened:
         yield opened
-
-
-def git_accepts_branch(name: str) -> bool:
-    result = subprocess.run(
-        ["git", "check-ref-format", "--branch", name], capture_output=True, check=False
-    )
-    return result.returncode == 0
-
-
-def assert_valid(names: Names, prefix: str = "") -> None:
-    assert is_valid_title(names.title), names.title
-    assert "\n" not in names.title
-    assert len(names.title) <= 80
-    assert len(names.branch) <= 100
-    assert re.fullmatch(re.escape(prefix) + r"[a-z0-9]+(-[a-z0-9]+)*", names.branch), names.branch
-    assert git_accepts_branch(names.branch), names.branch
 
 
 # The Anthropic namer: a good answer, and what it sends.
@@ -393,76 +373,7 @@ async def test_with_a_key_the_anthropic_namer_is_used(fake_anthropic: FakeAnthro
         assert namer.model == "claude-haiku-4-5"
 
 
-# The local namer and the rules.
-
-
-def test_local_namer_names_from_the_first_message_text() -> None:
-    messages = [
-        {"role": "user", "id": "msg_1", "content": [{"type": "text", "text": "Add dark mode"}]},
-        {"role": "assistant", "content": "Sure, starting with the settings page."},
-    ]
-
-    names = LocalNamer().name_now("r", "main", messages)
-
-    assert names == Names("Add dark mode", "add-dark-mode", "local")
-
-
-def test_local_namer_is_deterministic_without_usable_text() -> None:
-    first = LocalNamer().name_now("acme/widgets", "main", {"content": "🚀"})
-    second = LocalNamer().name_now("acme/widgets", "main", {"content": "🚀"})
-    empty = LocalNamer().name_now("acme/widgets", "main", None)
-
-    assert first == second
-    assert re.fullmatch(r"session-[0-9a-f]{8}", first.branch)
-    assert empty.title == "Work on acme/widgets (main)"
-    assert_valid(first)
-    assert_valid(empty)
-
-
-def test_message_text_reads_any_depth_and_is_bounded() -> None:
-    deep: Any = "deep text"
-    for _ in range(100_000):
-        deep = [deep]
-
-    assert message_text(deep) == "deep text"
-    assert len(message_text(["a" * 10_000, "b"])) == MESSAGE_TEXT_MAX
-    assert message_text({"content": "  hi ", "role": "user", "n": 3, "ok": True}) == "hi"
-
-
-def test_clean_title_and_slugify() -> None:
-    assert clean_title("  a\tb\n\nc  ") == "a b c"
-    assert clean_title("\u200b\x00 ") == ""
-    assert len(clean_title("x" * 500)) == 80
-    assert slugify("Fix the Login bug!") == "fix-the-login-bug"
-    assert slugify("🚀") == ""
-
-
-def test_with_suffix_keeps_the_branch_valid() -> None:
-    for branch in ["fix-login", "claude/" + "x" * 93, "a" * 100]:
-        suffixed = with_suffix(branch)
-        assert suffixed != branch
-        assert len(suffixed) <= 100
-        assert is_valid_branch(suffixed)
-        assert git_accepts_branch(suffixed)
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["HEAD", "-foo", "@", "a b", "x.lock", "a/.b", "a..b", "a/", "ab.", "@{-1}", "a//b", "\ud800"],
-)
-def test_is_valid_branch_refuses_what_git_refuses(name: str) -> None:
-    assert not is_valid_branch(name)
-
-
-# Properties: whatever the text, git accepts the branch.
-
-
-@hypothesis.settings(max_examples=200, deadline=None)
-@given(text=st.text(), repo=st.text(min_size=1))
-def test_local_branch_is_always_valid(text: str, repo: str) -> None:
-    for messages in ({"content": text}, [{"role": "user", "content": text}, text]):
-        names = LocalNamer("claude/").name_now(repo, "main", messages)
-        assert_valid(names, prefix="claude/")
+# Property: whatever the model proposes, git accepts the branch.
 
 
 @hypothesis.settings(
