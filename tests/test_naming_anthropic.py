@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from app.config import ConfigError, Settings
 from app.naming import (
     MESSAGE_TEXT_MAX,
-    AnthropicNamer,
     LocalNamer,
     Namer,
     Names,
@@ -29,6 +28,7 @@ from app.naming import (
     make_namer,
     slugify,
 )
+from app.naming.anthropic_namer import AnthropicNamer
 from tests.fake_anthropic import FakeAnthropic, FakeResponse
 from tests.naming_checks import assert_valid
 

@@ -6,7 +6,7 @@ network and is also the Anthropic namer's fallback. Either way the names follow 
 `app.naming.names`: a one-line title of at most 80 characters, a branch git accepts.
 """
 
-from app.naming.anthropic_namer import AnthropicNamer, make_client, make_namer
+from app.naming.factory import make_namer
 from app.naming.local import LocalNamer
 from app.naming.names import (
     BRANCH_MAX,
@@ -27,14 +27,12 @@ __all__ = [
     "BRANCH_MAX",
     "MESSAGE_TEXT_MAX",
     "TITLE_MAX",
-    "AnthropicNamer",
     "LocalNamer",
     "Namer",
     "Names",
     "clean_title",
     "is_valid_branch",
     "is_valid_title",
-    "make_client",
     "make_namer",
     "message_text",
     "slugify",
