@@ -4,6 +4,7 @@ transactions, so one statement text serves both engines."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,9 @@ from piccolo.querystring import QueryString
 from app.config import Settings, load_settings
 
 Row = Mapping[str, Any]
+
+# How long a streamed read may wait for its client before PostgreSQL ends it.
+STREAM_IDLE_TIMEOUT_MS = 60_000
 
 # Errors that mean "the database refused this write" on either engine.
 IntegrityError = (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError)
@@ -41,10 +45,13 @@ def make_engine(settings: Settings | None = None) -> Engine[Any]:
 class Database:
     """Runs SQL on a Piccolo engine and hides the dialect differences the service cares about."""
 
-    def __init__(self, engine: Engine[Any], *, pool_size: int = 10) -> None:
+    def __init__(self, engine: Engine[Any], *, pool_size: int = 10, max_streams: int = 8) -> None:
         self.engine = engine
         self.is_postgres = isinstance(engine, PostgresEngine)
         self.pool_size = pool_size
+        # Streams read on connections of their own, so a client that stops reading can never
+        # take the pool away from other requests; this bounds how many there are at once.
+        self._streams = asyncio.Semaphore(max_streams)
         # Dialect fragments.
         self.jsonb_param = "{}::jsonb" if self.is_postgres else "{}"
         self.lock_for_update = " FOR NO KEY UPDATE" if self.is_postgres else ""
@@ -82,12 +89,17 @@ class Database:
         await self.execute("SELECT 1")
 
     @asynccontextmanager
-    async def _raw_connection(self) -> AsyncIterator[Any]:
+    async def _stream_connection(self) -> AsyncIterator[Any]:
         if isinstance(self.engine, PostgresEngine):
-            if self.engine.pool is None:
-                raise RuntimeError("the connection pool is not open")
-            async with self.engine.pool.acquire() as connection:
+            config = dict(self.engine.config)
+            settings = dict(config.pop("server_settings", None) or {})
+            # A stalled reader's transaction is ended by the server, which frees its connection.
+            settings["idle_in_transaction_session_timeout"] = str(STREAM_IDLE_TIMEOUT_MS)
+            connection = await asyncpg.connect(**config, server_settings=settings)
+            try:
                 yield connection
+            finally:
+                await connection.close()
         elif isinstance(self.engine, SQLiteEngine):
             connection = await self.engine.get_connection()
             try:
@@ -105,7 +117,7 @@ class Database:
         query, query_args = QueryString(sql, *args).compile_string(
             engine_type=self.engine.engine_type
         )
-        async with self._raw_connection() as connection:
+        async with self._streams, self._stream_connection() as connection:
             if self.is_postgres:
                 async with connection.transaction(readonly=True):
                     async for record in connection.cursor(query, *query_args, prefetch=batch_size):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,7 +153,7 @@ class SessionService:
         row = await self.db.fetchrow(f"SELECT count(*) AS n FROM session{where}", *args)
         return int(row["n"]) if row else 0
 
-    async def stream(self, filter: SessionFilter | None = None) -> AsyncIterator[Row]:
+    async def stream(self, filter: SessionFilter | None = None) -> AsyncGenerator[Row, None]:
         """Every matching session, newest first, from a server-side cursor."""
         conditions, args = (filter or SessionFilter()).where()
         async for row in self.db.stream(self._select(conditions, "created_at", True), args):
@@ -436,6 +436,11 @@ class SessionService:
     async def delete(self, session_id: UUID) -> Row:
         """Delete a session; its children lose their parent (a change to each of them)."""
         async with self.db.transaction():
+            if self.db.is_postgres:
+                # Waits for parent changes in flight: a child attached to this session while it
+                # is being deleted would otherwise lose its parent to ON DELETE SET NULL, with
+                # no version bump and no event.
+                await self.db.execute("SELECT pg_advisory_xact_lock({})", _PARENT_LOCK)
             current = await self.db.fetchrow(
                 f"SELECT {COLUMNS} FROM session WHERE id = {{}}{self.db.lock_for_update}",
                 session_id,

@@ -8,6 +8,8 @@ import uuid
 import orjson
 import pytest
 
+from app.config import Settings
+from app.db import Database, make_engine
 from app.errors import (
     BranchTaken,
     IdempotencyMismatch,
@@ -19,7 +21,7 @@ from app.errors import (
 )
 from app.events import EventKind, LocalEvents, SessionEvent
 from app.listing import SessionFilter, SessionOrder, SortField
-from app.naming import is_valid_branch
+from app.naming import LocalNamer, is_valid_branch
 from app.service import SessionService
 from app.tables import InboxStatus
 from tests.conftest import SessionFactory
@@ -358,3 +360,23 @@ async def test_stream_yields_every_row_newest_first(
     made = [await make_session() for _ in range(7)]
     streamed = [row["id"] async for row in service.stream()]
     assert streamed == [row["id"] for row in reversed(made)]
+
+
+async def test_stalled_streams_do_not_take_the_pool(
+    settings: Settings, make_session: SessionFactory
+) -> None:
+    """Readers that stop reading hold connections of their own, never the pool's."""
+    await make_session()
+    db = Database(make_engine(settings), pool_size=2)
+    await db.open()
+    service = SessionService(db, LocalNamer(), LocalEvents())
+    streams = [service.stream() for _ in range(4)]
+    try:
+        for stream in streams:
+            assert await anext(stream) is not None
+        page = await asyncio.wait_for(service.list_page(first=1), timeout=10)
+        assert len(page.rows) == 1
+    finally:
+        for stream in streams:
+            await stream.aclose()
+        await db.close()
