@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from app.config import ConfigError, Settings, load_settings
 from app.logs import configure_logging
+
+# The printed schema; run from the repository root, this is the file a test keeps identical.
+SCHEMA_FILE = Path("schema.graphql")
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -32,6 +36,16 @@ def _migrate(settings: Settings) -> None:
     print(asyncio.run(migrate(make_engine(settings))))
 
 
+def _export_schema(args: argparse.Namespace) -> None:
+    from strawberry.printer import print_schema
+
+    from app.graphql.schema import build_schema
+
+    output = Path(args.output) if args.output else SCHEMA_FILE
+    output.write_text(print_schema(build_schema()) + "\n")
+    print(output)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="session-inbox", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument("--reload", action="store_true", help="restart on code changes")
     commands.add_parser("migrate", help="apply pending migrations and exit")
+    export = commands.add_parser(
+        "export-schema", help="write the printed GraphQL schema (default: schema.graphql)"
+    )
+    export.add_argument("--output", help="file to write (default: schema.graphql here)")
     args = parser.parse_args(argv)
+
+    if args.command == "export-schema":
+        # The schema does not depend on the environment, so none is read.
+        _export_schema(args)
+        return
 
     try:
         settings = load_settings()

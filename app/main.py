@@ -18,6 +18,7 @@ from app import rest
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import LocalEvents
+from app.graphql.view import graphql_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
 from app.service import SessionService
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     return Starlette(
-        routes=rest.routes,
+        routes=[*rest.routes, graphql_route(settings)],
         middleware=[
             Middleware(
                 CORSMiddleware,

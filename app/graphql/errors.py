@@ -1,0 +1,46 @@
+"""How failures reach clients. Expected ones are `userErrors` data (see `mutations`); a query's
+invalid argument is a GraphQL error coded BAD_USER_INPUT; a document the schema refuses (syntax,
+validation, depth, aliases, tokens, introspection, variables) is reported as GraphQL reports it;
+everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and logged."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.errors import InvalidInput
+
+BAD_USER_INPUT = "BAD_USER_INPUT"
+INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+def bad_user_input(error: InvalidInput) -> GraphQLError:
+    """An argument the service refused (a page size out of range, a malformed cursor)."""
+    extensions: dict[str, object] = {"code": BAD_USER_INPUT}
+    if error.field is not None:
+        extensions["argument"] = error.field
+    return GraphQLError(error.message, extensions=extensions)
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    if error.path is None:
+        # Raised before execution: the document or its variables, unless an exception escaped
+        # from somewhere else (an extension), which arrives wrapped as a non-GraphQL error.
+        original = error.original_error
+        return original is not None and not isinstance(original, GraphQLError)
+    return (error.extensions or {}).get("code") != BAD_USER_INPUT
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_unexpected)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        return GraphQLError(
+            self.error_message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": INTERNAL_SERVER_ERROR},
+        )

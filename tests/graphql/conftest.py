@@ -1,0 +1,78 @@
+"""GraphQL fixtures: `gql` runs an operation through `schema.execute` or through HTTP (each test
+that uses it runs both ways), `execute` through the schema only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import strawberry
+
+from app.graphql.context import Context
+from app.graphql.schema import build_schema
+from app.service import SessionService
+
+TRANSPORTS = ("schema", "http")
+
+
+@dataclass
+class Result:
+    """An operation's result as a client sees it: JSON `data` and formatted `errors`."""
+
+    data: dict[str, Any] | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def ok(self) -> dict[str, Any]:
+        """The data, after checking that there were no errors."""
+        assert not self.errors, self.errors
+        assert self.data is not None
+        return self.data
+
+    def error_codes(self) -> list[str | None]:
+        return [(error.get("extensions") or {}).get("code") for error in self.errors]
+
+
+Run = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture(scope="session")
+def schema() -> strawberry.Schema:
+    return build_schema()
+
+
+@pytest.fixture
+def execute(schema: strawberry.Schema, service: SessionService) -> Run:
+    """Runs an operation through `schema.execute`, with a fresh context per call, as a request
+    would have."""
+
+    async def run(query: str, **variables: Any) -> Result:
+        result = await schema.execute(
+            query, variable_values=variables or None, context_value=Context(service)
+        )
+        errors = [error.formatted for error in result.errors or []]
+        return Result(result.data, [dict(error) for error in errors])
+
+    return run
+
+
+async def post(client: httpx.AsyncClient, query: str, **variables: Any) -> Result:
+    response = await client.post("/graphql", json={"query": query, "variables": variables})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return Result(body.get("data"), body.get("errors", []))
+
+
+@pytest.fixture(params=TRANSPORTS)
+def gql(request: pytest.FixtureRequest, execute: Run) -> Run:
+    """Runs an operation through the schema, or over HTTP through the app."""
+    if request.param == "schema":
+        return execute
+    client: httpx.AsyncClient = request.getfixturevalue("client")
+
+    async def run(query: str, **variables: Any) -> Result:
+        return await post(client, query, **variables)
+
+    return run

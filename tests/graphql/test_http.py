@@ -1,0 +1,206 @@
+"""The wiring at /graphql: methods, GraphiQL, batching, introspection and the document limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+from app.service import SessionService
+from app.state import AppState
+from tests.conftest import SessionFactory, with_state
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+CREATE = """mutation { createSession(input: {repo: "acme/app", targetBranch: "main"}) {
+  session { id } userErrors { code }
+} }"""
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.fixture
+def client_with(settings: Settings, app_state: AppState) -> ClientFactory:
+    """A client for an app whose settings differ from the test settings by `overrides`."""
+
+    @asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        changed = replace(settings, **overrides)
+        app = create_app(changed)
+        state = {"inbox": replace(app_state, settings=changed)}
+        transport = httpx.ASGITransport(app=with_state(app, state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+    return make
+
+
+def errors_of(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [error["message"] for error in response.json()["errors"]]
+
+
+async def test_post_json(client: httpx.AsyncClient, make_session: SessionFactory) -> None:
+    row = await make_session()
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query One($id: UUID!) { session(id: $id) { title } }",
+            "variables": {"id": str(row["id"])},
+            "operationName": "One",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"data": {"session": {"title": row["title"]}}}
+
+
+async def test_get_runs_a_query(client: httpx.AsyncClient, make_session: SessionFactory) -> None:
+    row = await make_session()
+    response = await client.get(
+        "/graphql",
+        params={
+            "query": "query ($id: UUID!) { session(id: $id) { id } }",
+            "variables": f'{{"id": "{row["id"]}"}}',
+        },
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"session": {"id": str(row["id"])}}}
+
+
+async def test_get_refuses_a_mutation(client: httpx.AsyncClient, service: SessionService) -> None:
+    response = await client.get("/graphql", params={"query": CREATE})
+    assert 400 <= response.status_code < 500
+    assert await service.count() == 0
+
+
+async def test_post_runs_a_mutation(client: httpx.AsyncClient, service: SessionService) -> None:
+    response = await client.post("/graphql", json={"query": CREATE})
+    assert response.json()["data"]["createSession"]["userErrors"] == []
+    assert await service.count() == 1
+
+
+async def test_batching_is_off(client: httpx.AsyncClient) -> None:
+    query = {"query": "{ sessions { totalCount } }"}
+    response = await client.post("/graphql", json=[query, query])
+    assert response.status_code == 400
+    assert "batching" in response.text.lower()
+
+
+async def test_body_that_is_not_json_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_other_methods_are_refused(client: httpx.AsyncClient) -> None:
+    response = await client.put("/graphql", json={"query": "{ sessions { totalCount } }"})
+    assert response.status_code == 405
+
+
+async def test_browsers_get_graphiql(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", headers=HTML)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
+
+
+async def test_graphiql_can_be_turned_off(client_with: ClientFactory) -> None:
+    async with client_with(graphiql=False) as client:
+        page = await client.get("/graphql", headers=HTML)
+        query = await client.get("/graphql", params={"query": "{ sessions { totalCount } }"})
+    assert page.status_code == 404
+    assert "graphiql" not in page.text.lower()
+    assert query.json() == {"data": {"sessions": {"totalCount": 0}}}
+
+
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+async def test_introspection_is_on_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": INTROSPECTION})
+    assert response.json() == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
+
+
+async def test_introspection_can_be_turned_off(client_with: ClientFactory) -> None:
+    async with client_with(introspection=False) as client:
+        schema = await client.post("/graphql", json={"query": INTROSPECTION})
+        typename = await client.post(
+            "/graphql", json={"query": '{ __type(name: "Session") { name } }'}
+        )
+        plain = await client.post("/graphql", json={"query": "{ sessions { totalCount } }"})
+    assert "introspection" in errors_of(schema)[0].lower()
+    assert "introspection" in errors_of(typename)[0].lower()
+    assert schema.json()["data"] is None
+    assert plain.json() == {"data": {"sessions": {"totalCount": 0}}}
+
+
+def nested_children(depth: int) -> str:
+    """A query `depth` fields deep: sessions > nodes > children > nodes > ..."""
+    inner = "id"
+    levels = ["nodes", "children"] * depth
+    for name in reversed(levels[: depth - 1]):
+        inner = f"{name} {{ {inner} }}"
+    return f"{{ sessions {{ {inner} }} }}"
+
+
+async def test_query_depth_is_limited(client_with: ClientFactory) -> None:
+    async with client_with(max_query_depth=4) as client:
+        allowed = await client.post("/graphql", json={"query": nested_children(4)})
+        deep = await client.post("/graphql", json={"query": nested_children(5)})
+    assert "errors" not in allowed.json()
+    assert "exceeds maximum operation depth" in errors_of(deep)[0]
+
+
+async def test_default_depth_limit_is_10(client: httpx.AsyncClient) -> None:
+    deep = await client.post("/graphql", json={"query": nested_children(11)})
+    assert "exceeds maximum operation depth of 10" in errors_of(deep)[0]
+
+
+def aliases(count: int) -> str:
+    return "{ " + " ".join(f"a{i}: sessions {{ totalCount }}" for i in range(count)) + " }"
+
+
+async def test_aliases_are_limited(client: httpx.AsyncClient) -> None:
+    allowed = await client.post("/graphql", json={"query": aliases(30)})
+    too_many = await client.post("/graphql", json={"query": aliases(31)})
+    assert "errors" not in allowed.json()
+    assert "aliases" in errors_of(too_many)[0]
+
+
+async def test_tokens_are_limited(client_with: ClientFactory) -> None:
+    query = "{ sessions { " + "id " * 200 + "} }"
+    async with client_with(max_tokens=100) as client:
+        response = await client.post("/graphql", json={"query": query})
+    assert "tokens" in errors_of(response)[0]
+
+
+async def test_document_errors_are_reported_not_masked(client: httpx.AsyncClient) -> None:
+    unknown = await client.post("/graphql", json={"query": "{ sessions { secret } }"})
+    syntax = await client.post("/graphql", json={"query": "{ sessions { "})
+    assert "Cannot query field 'secret'" in errors_of(unknown)[0]
+    assert "Syntax Error" in errors_of(syntax)[0]
+
+
+async def test_bad_user_input_over_http(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ sessions(first: 1000) { totalCount } }"}
+    )
+    [error] = response.json()["errors"]
+    assert error["message"] == "first must be between 0 and 100"
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "first"}
+    assert error["path"] == ["sessions"]
+
+
+async def test_client_mistakes_are_not_logged_as_errors(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    for query in ("{ sessions { secret } }", "{ sessions(first: 1000) { totalCount } }", "{"):
+        await client.post("/graphql", json={"query": query})
+    assert [record for record in caplog.records if record.levelname == "ERROR"] == []
