@@ -1,0 +1,98 @@
+"""The streaming `GET /sessions` through a real server process, driven by the benchmark that
+measures its memory (bench/stream_memory.py), so the benchmark keeps working too.
+
+The default run streams a few hundred sessions and checks the count; the million-row run, marked
+slow, also checks the issue's target: resident memory growth under 64 MB. Neither times anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from app.config import Settings
+from app.db import Database
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MEMORY_LIMIT_MB = 64
+
+
+async def stream_memory(*args: str) -> list[dict[str, Any]]:
+    """Runs `python -m bench.stream_memory ARGS --json` and returns its runs. If cancelled (a
+    timeout), the benchmark gets SIGINT first, so it stops the server it started."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.stream_memory",
+        *args,
+        "--json",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 0, (stdout + stderr).decode()
+    runs: list[dict[str, Any]] = orjson.loads(stdout.splitlines()[-1])
+    return runs
+
+
+async def test_streamed_list_holds_every_session_through_the_server_process(
+    settings: Settings, db: Database
+) -> None:
+    # `db` empties the table, so the 300 seeded sessions are all the stream should hold.
+    async with asyncio.timeout(120):
+        runs = await stream_memory(
+            "--url", settings.database_url, "--rows", "300", "--repeat", "1", "--no-raw"
+        )
+
+    [run] = runs
+    assert run["error"] is None
+    assert run["rows"] == run["expected"] == 300
+
+
+def _slow_selected(config: pytest.Config) -> bool:
+    """True when `-m` names the slow marker: the million-row runs go only when asked for."""
+    return "slow" in (config.getoption("markexpr") or "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["postgres", "sqlite"])
+async def test_streaming_a_million_sessions_grows_server_memory_by_less_than_64_mb(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if not _slow_selected(request.config):
+        pytest.skip("a million rows: run with -m slow")
+    async with asyncio.timeout(1800):
+        runs = await stream_memory(
+            "--engine",
+            engine,
+            "--rows",
+            "1000000",
+            "--repeat",
+            "1",
+            "--no-raw",
+            "--postgres-db",
+            f"session_inbox_slow_{os.getpid()}",
+            "--sqlite-path",
+            str(tmp_path / "slow.sqlite3"),
+        )
+
+    [run] = runs
+    assert run["rows"] == run["expected"] == 1_000_000
+    assert run["growth_mb"] < MEMORY_LIMIT_MB, run
