@@ -10,7 +10,7 @@ import base64
 import binascii
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -104,12 +104,15 @@ def decode_cursor(cursor: str, field: SortField, argument: str = "cursor") -> Cu
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, value, ident = orjson.loads(raw)
         parsed_field = SortField(name)
-        parsed_id = UUID(ident)
+        parsed_id = UUID(str(ident))
         if parsed_field is not SortField.TITLE:
+            # Compared with stored UTC times: a naive time is taken as UTC, and one that UTC
+            # cannot hold is refused (the driver would fail on it).
             value = datetime.fromisoformat(value)
-        elif not isinstance(value, str):
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        elif not isinstance(value, str) or "\x00" in value:
             raise ValueError(value)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+    except (binascii.Error, ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise InvalidInput(f"{argument} is not a valid cursor", argument) from None
     if parsed_field is not field:
         raise InvalidInput(f"{argument} was made for another sort order", argument)

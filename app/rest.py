@@ -5,8 +5,9 @@ contract's error table."""
 
 from __future__ import annotations
 
-import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -16,25 +17,33 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app import validation
+from app import openapi, validation
 from app.db import Row
-from app.errors import DomainError, ErrorCode, InvalidInput
-from app.listing import SessionFilter
-from app.service import JSON_FIELDS, SessionService
+from app.errors import DomainError, ErrorCode, InvalidInput, VersionConflict
+from app.listing import NEWEST_FIRST, SessionFilter, decode_cursor
+from app.service import JSON_FIELDS, UPDATABLE, SessionService
 from app.state import AppState
 
-log = logging.getLogger(__name__)
-
 JSON_TYPE = "application/json"
-MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 # Fields of the session representation that a client may send back but cannot change.
 READ_ONLY = frozenset({"id", "created_at", "updated_at", "version"})
 # Fields a PUT replaces with null when the body leaves them out.
 PUT_NULLABLE = ("messages", "sbx_config", "parent")
 PUT_KEPT = ("title", "branch", "repo", "target_branch")
+# A streamed list is sent in pieces of about this many bytes.
+STREAM_CHUNK = 65536
 
-_STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
+# The canonical 8-4-4-4-12 form, in either case. (Python's UUID() also takes braces, "urn:uuid:",
+# signs, underscores and non-ASCII digits.)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# `"3"`, `W/"3"` or a bare `3`.
+_ETAG = re.compile(r'(?:W/)?"([0-9]{1,18})"|([0-9]{1,18})')
+# What an If-Match that names no version expects: no session is ever at it.
+NO_VERSION = -1
+
+STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.NOT_FOUND: (404, "Not Found"),
     ErrorCode.INVALID_INPUT: (422, "Unprocessable Entity"),
     ErrorCode.PARENT_NOT_FOUND: (422, "Unprocessable Entity"),
@@ -76,8 +85,8 @@ def session_json(row: Row) -> dict[str, Any]:
         "inbox_status": row["inbox_status"],
         "sbx_config": _fragment(row["sbx_config"]),
         "parent": None if parent is None else str(parent),
-        "created_at": row["created_at"],
-        "updated_at": row["updated_at"],
+        "created_at": _timestamp(row["created_at"]),
+        "updated_at": _timestamp(row["updated_at"]),
         "version": row["version"],
     }
 
@@ -86,26 +95,42 @@ def _fragment(text: str | None) -> orjson.Fragment | None:
     return None if text is None else orjson.Fragment(text)
 
 
+def _timestamp(value: datetime) -> datetime | str:
+    """Always six fractional digits and an offset: "2026-11-26T08:00:00.123456+00:00". Stored
+    times come back in UTC; orjson writes them so itself, except a whole second, where it would
+    leave the fraction out. (Formatting every time in Python cost a third of a stream's CPU.)"""
+    if value.microsecond:
+        return value
+    return value.isoformat(timespec="microseconds")
+
+
 def _etag(row: Row) -> dict[str, str]:
     return {"ETag": f'"{row["version"]}"'}
 
 
+def _uuid(value: Any) -> UUID | None:
+    """The UUID `value` spells, or None."""
+    if isinstance(value, str) and _UUID.fullmatch(value):
+        return UUID(value)
+    return None
+
+
 def _path_id(request: Request) -> UUID:
-    try:
-        return UUID(request.path_params["session_id"])
-    except ValueError:
-        raise HTTPError(400, "Bad Request", "Invalid UUID format") from None
+    session_id = _uuid(request.path_params["session_id"])
+    if session_id is None:
+        raise HTTPError(400, "Bad Request", "Invalid UUID format")
+    return session_id
 
 
 def _parent(value: Any) -> UUID | None:
     if value is None:
         return None
     if not isinstance(value, str):
+        raise InvalidInput("parent must be a UUID string or null", "parent")
+    parent = _uuid(value)
+    if parent is None:
         raise HTTPError(400, "Bad Request", "Invalid parent UUID format")
-    try:
-        return UUID(value)
-    except ValueError:
-        raise HTTPError(400, "Bad Request", "Invalid parent UUID format") from None
+    return parent
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -120,45 +145,42 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def _expected_version(request: Request) -> int | None:
-    """The version named by `If-Match: "<version>"`; a header that names no version of ours
-    can match nothing."""
+    """The version named by `If-Match`; None when there is no condition (absent, or `*`), and
+    NO_VERSION for a header that names no version of ours."""
     header = request.headers.get("if-match")
     if header is None or header.strip() == "*":
         return None
-    tag = header.strip().removeprefix("W/").strip('"')
-    try:
-        return int(tag)
-    except ValueError:
-        return -1
+    match = _ETAG.fullmatch(header.strip())
+    if match is None:
+        return NO_VERSION
+    return int(match[1] or match[2])
 
 
 def _check_body_id(body: Mapping[str, Any], session_id: UUID) -> None:
-    if "id" in body and body["id"] != str(session_id):
-        try:
-            same = UUID(str(body["id"])) == session_id
-        except ValueError:
-            same = False
-        if not same:
-            raise HTTPError(400, "Bad Request", "body id does not match the path")
+    if "id" in body and _uuid(body["id"]) != session_id:
+        raise HTTPError(400, "Bad Request", "body id does not match the id in the path")
 
 
 Handler = Callable[[Request, SessionService], Coroutine[Any, Any, Response]]
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-    """Runs `handler` with the service and turns refusals into the contract's error bodies."""
+def resource(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """One route for all of a path's methods, so a wrong method gets a 405 whose `Allow` names
+    every method of the path (Starlette takes it from the first route whose path matches). Each
+    handler runs with the service; refusals become the contract's error bodies."""
 
-    async def run(request: Request) -> Response:
+    async def dispatch(request: Request) -> Response:
+        handler = handlers["GET" if request.method == "HEAD" else request.method]
         state: AppState = request.state.inbox
         try:
             return await handler(request, state.service)
         except HTTPError as exc:
             return error_response(exc.status, exc.err, exc.msg)
         except DomainError as exc:
-            status, err = _STATUS_OF[exc.code]
+            status, err = STATUS_OF[exc.code]
             return error_response(status, err, exc.message)
 
-    return run
+    return Route(path, dispatch, methods=list(handlers))
 
 
 async def create_session(request: Request, service: SessionService) -> Response:
@@ -196,34 +218,37 @@ async def get_session(request: Request, service: SessionService) -> Response:
 def _list_filter(request: Request) -> SessionFilter:
     params = request.query_params
     statuses = params.getlist("inbox_status")
+    repo = params.get("repo")
     parent = params.get("parent")
     return SessionFilter(
         inbox_status=tuple(validation.inbox_status(s) for s in statuses) if statuses else None,
-        repo=params.get("repo"),
-        parent_id=_parent(parent) if parent is not None else None,
+        repo=None if repo is None else validation.required_text("repo", repo),
+        parent_id=None if parent is None else _parent(parent),
     )
 
 
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIMIT}", "limit")
-    return limit
+    return int(raw)
 
 
 async def list_sessions(request: Request, service: SessionService) -> Response:
     params = request.query_params
     session_filter = _list_filter(request)
     if "limit" not in params and "cursor" not in params:
+        if request.method == "HEAD":
+            # GET's headers, without reading every session for a body that is not sent.
+            return StreamingResponse(iter(()), media_type=JSON_TYPE)
         return StreamingResponse(_stream(service, session_filter), media_type=JSON_TYPE)
-    page = await service.list_page(
-        session_filter, first=_limit(params.get("limit")), after=params.get("cursor"), max_page=1000
-    )
+    limit = _limit(params.get("limit"))
+    cursor = params.get("cursor")
+    if cursor is not None:
+        # Checked here so that the error names `cursor` (the service calls it `after`).
+        decode_cursor(cursor, NEWEST_FIRST.field, "cursor")
+    page = await service.list_page(session_filter, first=limit, after=cursor, max_page=MAX_LIMIT)
     next_cursor = page.cursor(page.rows[-1]) if page.has_next and page.rows else None
     headers = {}
     if next_cursor is not None:
@@ -235,16 +260,15 @@ async def list_sessions(request: Request, service: SessionService) -> Response:
 
 
 async def _stream(service: SessionService, session_filter: SessionFilter) -> AsyncIterator[bytes]:
-    """`{"sessions": [...]}` written as rows arrive from the database cursor."""
-    yield b'{"sessions":['
-    chunk = bytearray()
-    first = True
+    """`{"sessions": [...]}` written as rows arrive from the database cursor, so memory holds
+    one chunk at a time however many sessions there are."""
+    chunk = bytearray(b'{"sessions":[')
+    separator = b""
     async for row in service.stream(session_filter):
-        if not first:
-            chunk += b","
-        first = False
+        chunk += separator
         chunk += orjson.dumps(session_json(row))
-        if len(chunk) >= 65536:
+        separator = b","
+        if len(chunk) >= STREAM_CHUNK:
             yield bytes(chunk)
             chunk.clear()
     chunk += b"]}"
@@ -264,27 +288,43 @@ async def replace_session(request: Request, service: SessionService) -> Response
         if field in body:
             changes[field] = body[field]
     changes["parent"] = _parent(changes["parent"])
-    row = await service.update(session_id, changes, expected_version=_expected_version(request))
-    return _updated(row)
+    return await _update(request, service, session_id, changes, merge_json=False)
 
 
 async def patch_session(request: Request, service: SessionService) -> Response:
+    """RFC 7396: absent fields stay, null clears, and `messages`/`sbx_config` objects merge
+    into the stored ones. Fields that are not the session's are refused by the service."""
     session_id = _path_id(request)
     body = await _body(request)
     _check_body_id(body, session_id)
     changes = {k: v for k, v in body.items() if k not in READ_ONLY}
     if "parent" in changes:
         changes["parent"] = _parent(changes["parent"])
-    for field in changes.keys() - JSON_FIELDS - {"parent"}:
+    for field in sorted((changes.keys() & UPDATABLE) - JSON_FIELDS - {"parent"}):
         if changes[field] is None:
             raise InvalidInput(f"{field} cannot be null", field)
-    row = await service.update(
-        session_id, changes, expected_version=_expected_version(request), merge_json=True
-    )
-    return _updated(row)
+    return await _update(request, service, session_id, changes, merge_json=True)
 
 
-def _updated(row: Row) -> Response:
+async def _update(
+    request: Request,
+    service: SessionService,
+    session_id: UUID,
+    changes: Mapping[str, Any],
+    *,
+    merge_json: bool,
+) -> Response:
+    expected = _expected_version(request)
+    try:
+        row = await service.update(
+            session_id, changes, expected_version=expected, merge_json=merge_json
+        )
+    except VersionConflict:
+        if expected != NO_VERSION:
+            raise
+        raise HTTPError(
+            412, "Precondition Failed", 'If-Match must name a version, as in "3" (its ETag)'
+        ) from None
     payload = {
         "success": True,
         "message": "Session updated successfully",
@@ -298,11 +338,23 @@ async def delete_session(request: Request, service: SessionService) -> Response:
     return json_response({"success": True, "message": "Session deleted successfully"})
 
 
+_OPENAPI = orjson.dumps(openapi.document(default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT))
+
+
+async def openapi_json(_request: Request) -> Response:
+    return Response(_OPENAPI, media_type=JSON_TYPE)
+
+
 routes = [
-    Route("/sessions", endpoint(create_session), methods=["POST"]),
-    Route("/sessions", endpoint(list_sessions), methods=["GET"]),
-    Route("/sessions/{session_id}", endpoint(get_session), methods=["GET"]),
-    Route("/sessions/{session_id}", endpoint(replace_session), methods=["PUT"]),
-    Route("/sessions/{session_id}", endpoint(patch_session), methods=["PATCH"]),
-    Route("/sessions/{session_id}", endpoint(delete_session), methods=["DELETE"]),
+    resource("/sessions", {"GET": list_sessions, "POST": create_session}),
+    resource(
+        "/sessions/{session_id}",
+        {
+            "GET": get_session,
+            "PUT": replace_session,
+            "PATCH": patch_session,
+            "DELETE": delete_session,
+        },
+    ),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
 ]
