@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -87,6 +88,18 @@ def _constraint(exc: Exception) -> str:
     if "UNIQUE" in text:
         return "branch"
     return "check"
+
+
+def _checked(current: Row | None, expected_version: int | None) -> Row:
+    """`current`, when it exists at the expected version."""
+    if current is None:
+        raise NotFound("Session not found")
+    if expected_version is not None and current["version"] != expected_version:
+        raise VersionConflict(
+            f"expected version {expected_version}, the session is at version {current['version']}",
+            "version",
+        )
+    return current
 
 
 class SessionService:
@@ -258,30 +271,33 @@ class SessionService:
             (time.perf_counter() - started) * 1000,
         )
 
+        insert = (
+            f"INSERT INTO session ({COLUMNS}, idempotency_key, idempotency_fingerprint) "
+            f"VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {self.db.jsonb_param}, {{}}, "
+            f"{self.db.jsonb_param}, {{}}, {{}}, {{}}, 1, {{}}, {{}}) "
+            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        )
         branch = names.branch
         for _attempt in range(BRANCH_ATTEMPTS):
             now = _now()
             try:
-                row = await self.db.fetchrow(
-                    f"INSERT INTO session ({COLUMNS}, idempotency_key, idempotency_fingerprint) "
-                    "VALUES ({}, {}, {}, {}, {}, "
-                    f"{self.db.jsonb_param}, {{}}, {self.db.jsonb_param}, "
-                    "{}, {}, {}, 1, {}, {}) "
-                    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}",
-                    uuid.uuid4(),
-                    repo,
-                    target_branch,
-                    names.title,
-                    branch,
-                    validation.dump_json(messages),
-                    "active",
-                    None,
-                    parent,
-                    now,
-                    now,
-                    idempotency_key,
-                    digest if idempotency_key is not None else None,
-                )
+                async with self._attaching(parent):
+                    row = await self.db.fetchrow(
+                        insert,
+                        uuid.uuid4(),
+                        repo,
+                        target_branch,
+                        names.title,
+                        branch,
+                        validation.dump_json(messages),
+                        "active",
+                        None,
+                        parent,
+                        now,
+                        now,
+                        idempotency_key,
+                        digest if idempotency_key is not None else None,
+                    )
             except IntegrityError as exc:
                 kind = _constraint(exc)
                 if kind == "parent":
@@ -300,6 +316,19 @@ class SessionService:
             await self._publish(SessionEvent(EventKind.CREATED, row["id"], row))
             return Created(row, replayed=False)
         raise BranchTaken("no free branch name could be found for this repo", "branch")
+
+    @asynccontextmanager
+    async def _attaching(self, parent: UUID | None) -> AsyncIterator[None]:
+        """Around an insert under `parent`: on PostgreSQL, a transaction that waits for a delete
+        of the parent in flight (which takes the parent lock exclusively), so the new child is
+        either refused or orphaned by that delete with a version bump, never silently by the
+        foreign key. Creations share the lock, so they never wait for each other."""
+        if parent is None or not self.db.is_postgres:
+            yield
+            return
+        async with self.db.transaction():
+            await self.db.execute("SELECT pg_advisory_xact_lock_shared({})", _PARENT_LOCK)
+            yield
 
     async def _replay(self, key: str, digest: str) -> Row | None:
         row = await self.db.fetchrow(
@@ -327,8 +356,11 @@ class SessionService:
     ) -> Row:
         """Apply `changes` (a subset of UPDATABLE). With `merge_json`, `messages` and
         `sbx_config` are RFC 7396 merge patches over the stored values. A stale
-        `expected_version` changes nothing. Every successful update bumps `version`."""
+        `expected_version` changes nothing. Every update that changes a field bumps `version`;
+        one with no field at all returns the session as it is."""
         values = self._validated(changes)
+        if not values:
+            return await self._unchanged(session_id, expected_version)
         new_parent = values.get("parent")
         async with self.db.transaction():
             if self.db.is_postgres and new_parent is not None:
@@ -337,14 +369,7 @@ class SessionService:
                 f"SELECT {COLUMNS} FROM session WHERE id = {{}}{self.db.lock_for_update}",
                 session_id,
             )
-            if current is None:
-                raise NotFound("Session not found")
-            if expected_version is not None and current["version"] != expected_version:
-                raise VersionConflict(
-                    f"expected version {expected_version}, the session is at version "
-                    f"{current['version']}",
-                    "version",
-                )
+            current = _checked(current, expected_version)
             if merge_json:
                 for name in JSON_FIELDS & values.keys():
                     stored = current[name]
@@ -355,6 +380,9 @@ class SessionService:
             row = await self._write(session_id, values)
         await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
         return row
+
+    async def _unchanged(self, session_id: UUID, expected_version: int | None) -> Row:
+        return _checked(await self.get(session_id), expected_version)
 
     def _validated(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         unknown = changes.keys() - UPDATABLE

@@ -22,7 +22,7 @@ from app.errors import (
 from app.events import EventKind, LocalEvents, SessionEvent
 from app.listing import SessionFilter, SessionOrder, SortField
 from app.naming import LocalNamer, is_valid_branch
-from app.service import SessionService
+from app.service import Created, SessionService
 from app.tables import InboxStatus
 from tests.conftest import SessionFactory
 
@@ -380,3 +380,41 @@ async def test_stalled_streams_do_not_take_the_pool(
         for stream in streams:
             await stream.aclose()
         await db.close()
+
+
+async def test_update_without_fields_changes_nothing(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session()
+    same = await service.update(row["id"], {}, expected_version=1)
+    assert same["version"] == 1
+    assert same["updated_at"] == row["updated_at"]
+    with pytest.raises(VersionConflict):
+        await service.update(row["id"], {}, expected_version=2)
+    with pytest.raises(NotFound):
+        await service.update(uuid.uuid4(), {})
+
+
+async def test_children_created_while_their_parent_is_deleted_are_never_silently_orphaned(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    """Each child is refused, or made first and then orphaned by the delete (a change: its
+    version goes up), never left by the foreign key with a null parent and version 1."""
+    for _ in range(5):
+        parent = await make_session()
+        results = await asyncio.gather(
+            *(
+                service.create(repo="r", target_branch="main", parent=parent["id"])
+                for _ in range(8)
+            ),
+            service.delete(parent["id"]),
+            return_exceptions=True,
+        )
+        for result in results[:-1]:
+            if isinstance(result, ParentNotFound):
+                continue
+            assert isinstance(result, Created), result
+            stored = await service.get(result.session["id"])
+            assert stored is not None
+            assert stored["parent"] is None
+            assert stored["version"] == 2
