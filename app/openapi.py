@@ -11,7 +11,7 @@ from typing import Any
 
 from app.naming import BRANCH_MAX, TITLE_MAX
 from app.tables import InboxStatus
-from app.validation import JSON_MAX_DEPTH
+from app.validation import IDEMPOTENCY_KEY_MAX, JSON_MAX_DEPTH, TEXT_MAX
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -93,7 +93,16 @@ def _schemas() -> dict[str, Any]:
             "maxLength": 36,
             "pattern": UUID_PATTERN,
         },
-        "Text": {**text, "description": "Non-blank text without NUL characters."},
+        "Text": {
+            **text,
+            "maxLength": TEXT_MAX,
+            "description": "Non-blank text without NUL characters.",
+        },
+        "IdempotencyKey": {
+            **text,
+            "maxLength": IDEMPOTENCY_KEY_MAX,
+            "description": "Non-blank text without NUL characters.",
+        },
         "Title": {
             "type": "string",
             "minLength": 1,
@@ -352,7 +361,7 @@ def document(*, default_limit: int, max_limit: int) -> dict[str, Any]:
                             "description": "A retry with the same key and body returns the "
                             "first session (with `Idempotent-Replayed: true`); with another "
                             "body, 422.",
-                            "schema": _schema("Text"),
+                            "schema": _schema("IdempotencyKey"),
                         }
                     ],
                     "requestBody": {"required": True, "content": _json(_schema("SessionCreate"))},

@@ -21,7 +21,7 @@ from app import openapi, validation
 from app.db import Row
 from app.errors import DomainError, ErrorCode, InvalidInput, VersionConflict
 from app.listing import NEWEST_FIRST, SessionFilter, decode_cursor
-from app.service import JSON_FIELDS, UPDATABLE, SessionService
+from app.service import SessionService
 from app.state import AppState
 
 JSON_TYPE = "application/json"
@@ -300,9 +300,6 @@ async def patch_session(request: Request, service: SessionService) -> Response:
     changes = {k: v for k, v in body.items() if k not in READ_ONLY}
     if "parent" in changes:
         changes["parent"] = _parent(changes["parent"])
-    for field in sorted((changes.keys() & UPDATABLE) - JSON_FIELDS - {"parent"}):
-        if changes[field] is None:
-            raise InvalidInput(f"{field} cannot be null", field)
     return await _update(request, service, session_id, changes, merge_json=True)
 
 

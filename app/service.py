@@ -53,6 +53,7 @@ UPDATABLE = frozenset(
     {"repo", "target_branch", "title", "branch", "messages", "inbox_status", "sbx_config", "parent"}
 )
 JSON_FIELDS = frozenset({"messages", "sbx_config"})
+NULLABLE = JSON_FIELDS | {"parent"}
 # Attempts at a free branch name when the generated one is taken in the repo.
 BRANCH_ATTEMPTS = 8
 # Parent changes are serialized by this PostgreSQL advisory lock, so two concurrent updates
@@ -253,7 +254,9 @@ class SessionService:
         target_branch = validation.required_text("target_branch", target_branch)
         messages = validation.json_document("messages", messages, containers_only=True)
         if idempotency_key is not None:
-            idempotency_key = validation.required_text("idempotency_key", idempotency_key)
+            idempotency_key = validation.required_text(
+                "idempotency_key", idempotency_key, validation.IDEMPOTENCY_KEY_MAX
+            )
         digest = validation.fingerprint(repo, target_branch, messages, str(parent or ""))
         if idempotency_key is not None:
             earlier = await self._replay(idempotency_key, digest)
@@ -391,6 +394,8 @@ class SessionService:
             raise InvalidInput(f"{name} cannot be changed", name)
         values: dict[str, Any] = {}
         for name, value in changes.items():
+            if value is None and name not in NULLABLE:
+                raise InvalidInput(f"{name} cannot be null", name)
             if name in ("repo", "target_branch"):
                 values[name] = validation.required_text(name, value)
             elif name == "title":

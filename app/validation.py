@@ -13,16 +13,22 @@ from app.tables import InboxStatus
 
 # How deep a JSON document may nest; deeper ones are refused rather than risking recursion.
 JSON_MAX_DEPTH = 64
+# Longest repo or target branch. Indexed text must fit a PostgreSQL B-tree entry (about 2.7 kB),
+# and 500 characters of UTF-8 do, with the branch beside them.
+TEXT_MAX = 500
+IDEMPOTENCY_KEY_MAX = 255
 
 
-def required_text(field: str, value: Any) -> str:
-    """A non-empty string without NUL bytes."""
+def required_text(field: str, value: Any, max_length: int = TEXT_MAX) -> str:
+    """A non-empty string without NUL bytes, at most `max_length` characters."""
     if not isinstance(value, str):
         raise InvalidInput(f"{field} must be a string", field)
     if not value.strip():
         raise InvalidInput(f"{field} must not be empty", field)
     if "\x00" in value:
         raise InvalidInput(f"{field} must not contain NUL bytes", field)
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field)
     return value
 
 

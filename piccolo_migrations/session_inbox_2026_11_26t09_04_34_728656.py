@@ -15,7 +15,7 @@ from piccolo.columns.indexes import IndexMethod
 
 ID = "2026-11-26T09:04:34:728656"
 VERSION = "1.38.0"
-DESCRIPTION = "True"
+DESCRIPTION = "create the session table"
 
 
 async def forwards():
@@ -321,5 +321,4 @@ async def forwards():
         schema=None,
     )
 
-    return manager
     return manager

@@ -176,6 +176,9 @@ BAD_CREATE = [
     pytest.param({"repo": NUL, "target_branch": "main"}, "repo", id="repo-nul"),
     pytest.param({"repo": "acme/app", "target_branch": ""}, "target_branch", id="branch-empty"),
     pytest.param({"repo": "acme/app", "target_branch": NUL}, "target_branch", id="branch-nul"),
+    # Longer than a PostgreSQL index entry can hold: refused, not a 500.
+    pytest.param({"repo": "r" * 12_000, "target_branch": "main"}, "repo", id="repo-long"),
+    pytest.param({"repo": "r", "target_branch": "b" * 501}, "target_branch", id="branch-long"),
     pytest.param({"repo": "r", "target_branch": "m", "messages": "hi"}, "messages", id="m-text"),
     pytest.param({"repo": "r", "target_branch": "m", "messages": 5}, "messages", id="m-number"),
     pytest.param({"repo": "r", "target_branch": "m", "messages": True}, "messages", id="m-bool"),
@@ -234,8 +237,8 @@ async def test_post_with_a_used_idempotency_key_and_another_body_is_422(
     assert await snapshot(db) == before
 
 
-@pytest.mark.parametrize("key", ["", "   "])
-async def test_post_with_a_blank_idempotency_key_is_422(
+@pytest.mark.parametrize("key", ["", "   ", "k" * 6000])
+async def test_post_with_a_blank_or_overlong_idempotency_key_is_422(
     client: httpx.AsyncClient, db: Database, key: str
 ) -> None:
     response = await client.post(
@@ -264,6 +267,7 @@ BAD_CHANGE = [
     pytest.param({"branch": NUL}, "branch", id="branch-nul"),
     pytest.param({"repo": ""}, "repo", id="repo-empty"),
     pytest.param({"repo": NUL}, "repo", id="repo-nul"),
+    pytest.param({"repo": "r" * 12_000}, "repo", id="repo-long"),
     pytest.param({"target_branch": False}, "target_branch", id="target-bool"),
     pytest.param({"messages": "text"}, "messages", id="messages-text"),
     pytest.param({"messages": [NUL]}, "messages", id="messages-nul"),

@@ -81,6 +81,9 @@ async def test_concurrent_creations_with_one_name_all_succeed(service: SessionSe
         ({"messages": {"content": "nul \x00 inside"}}, "messages"),
         ({"messages": {"k\x00": 1}}, "messages"),
         ({"messages": [2**80]}, "messages"),
+        ({"repo": "r" * 501}, "repo"),
+        ({"target_branch": "b" * 501}, "target_branch"),
+        ({"idempotency_key": "k" * 256}, "idempotency_key"),
     ],
 )
 async def test_create_refuses_bad_input(
