@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from app.config import ConfigError, Settings, load_settings
-from app.logs import configure_logging
+from app.logs import configure_logging, logging_config
 
 # The printed schema; run from the repository root, this is the file a test keeps identical.
 SCHEMA_FILE = Path("schema.graphql")
@@ -24,7 +24,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         port=args.port if args.port is not None else settings.port,
         workers=args.workers,
         reload=args.reload,
-        log_config=None,
+        log_config=logging_config(settings),
         proxy_headers=True,
     )
 
@@ -33,7 +33,7 @@ def _migrate(settings: Settings) -> None:
     from app.db import make_engine
     from app.migrate import migrate
 
-    print(asyncio.run(migrate(make_engine(settings))))
+    print(asyncio.run(migrate(make_engine(settings, for_migrations=True))))
 
 
 def _export_schema(args: argparse.Namespace) -> None:

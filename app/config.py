@@ -106,9 +106,19 @@ def _database_url(key: str, raw: str) -> str:
     value = raw.strip()
     if value.startswith(("postgres://", "postgresql://")):
         return value
-    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+    path = value.removeprefix("sqlite:///")
+    if value.startswith("sqlite:///") and path and not path.startswith(":memory:"):
         return value
-    raise ConfigError(f"{key} must be postgres://… or sqlite:///path, got {raw!r}")
+    raise ConfigError(f"{key} must be postgres://… or sqlite:///path/to/file, got {raw!r}")
+
+
+def _branch_prefix(key: str, raw: str) -> str:
+    from app.naming.names import is_valid_branch  # here: app.naming itself reads Settings
+
+    value = raw.strip()
+    if not is_valid_branch(f"{value}x"):
+        raise ConfigError(f"{key} must be able to start a git branch name, got {raw!r}")
+    return value
 
 
 def _redis_url(key: str, raw: str) -> str:
@@ -141,7 +151,7 @@ def load_settings(
         anthropic_model=get("ANTHROPIC_MODEL", lambda _k, v: v.strip(), defaults.anthropic_model),
         anthropic_base_url=get("ANTHROPIC_BASE_URL", lambda _k, v: v.strip(), None),
         naming_timeout_s=get("NAMING_TIMEOUT_S", _float, defaults.naming_timeout_s),
-        naming_branch_prefix=get("NAMING_BRANCH_PREFIX", lambda _k, v: v.strip(), ""),
+        naming_branch_prefix=get("NAMING_BRANCH_PREFIX", _branch_prefix, ""),
         run_migrations=get("RUN_MIGRATIONS", _bool, True),
         api_tokens=get("API_TOKENS", lambda _k, v: _csv(v), ()),
         cors_origins=get("CORS_ORIGINS", lambda _k, v: _csv(v), defaults.cors_origins),

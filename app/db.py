@@ -22,17 +22,25 @@ Row = Mapping[str, Any]
 
 # How long a streamed read may wait for its client before PostgreSQL ends it.
 STREAM_IDLE_TIMEOUT_MS = 60_000
+# How long a new stream waits for one of the process's stream slots before it is refused.
+STREAM_SLOT_WAIT_S = 2.0
+
+
+class DatabaseBusy(Exception):
+    """The database cannot take this work now; the caller may retry shortly."""
+
 
 # Errors that mean "the database refused this write" on either engine.
 IntegrityError = (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError)
 
 
-def make_engine(settings: Settings | None = None) -> Engine[Any]:
-    """An engine for `settings.database_url`; no connection is opened here."""
+def make_engine(settings: Settings | None = None, *, for_migrations: bool = False) -> Engine[Any]:
+    """An engine for `settings.database_url`; no connection is opened here. One for migrations
+    has no statement timeout: a migration, or waiting for another process's, may take longer."""
     settings = settings or load_settings()
     if settings.is_postgres:
         server_settings = {"application_name": "session-inbox"}
-        if settings.db_statement_timeout_ms:
+        if settings.db_statement_timeout_ms and not for_migrations:
             server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
         return PostgresEngine(
             config={"dsn": settings.database_url, "server_settings": server_settings},
@@ -85,9 +93,6 @@ class Database:
             return self.engine.transaction(transaction_type=TransactionType.immediate)
         return self.engine.transaction()
 
-    async def ping(self) -> None:
-        await self.execute("SELECT 1")
-
     @asynccontextmanager
     async def _stream_connection(self) -> AsyncIterator[Any]:
         if isinstance(self.engine, PostgresEngine):
@@ -117,13 +122,26 @@ class Database:
         query, query_args = QueryString(sql, *args).compile_string(
             engine_type=self.engine.engine_type
         )
-        async with self._streams, self._stream_connection() as connection:
-            if self.is_postgres:
-                async with connection.transaction(readonly=True):
-                    async for record in connection.cursor(query, *query_args, prefetch=batch_size):
-                        yield record
-            else:
-                async with connection.execute(query, query_args) as cursor:
-                    while batch := await cursor.fetchmany(batch_size):
-                        for row in batch:
-                            yield row
+        try:
+            await asyncio.wait_for(self._streams.acquire(), STREAM_SLOT_WAIT_S)
+        except TimeoutError:
+            raise DatabaseBusy("too many sessions are being listed at once") from None
+        try:
+            async with self._stream_connection() as connection:
+                async for row in self._rows(connection, query, query_args, batch_size):
+                    yield row
+        finally:
+            self._streams.release()
+
+    async def _rows(
+        self, connection: Any, query: str, query_args: Sequence[Any], batch_size: int
+    ) -> AsyncIterator[Row]:
+        if self.is_postgres:
+            async with connection.transaction(readonly=True):
+                async for record in connection.cursor(query, *query_args, prefetch=batch_size):
+                    yield record
+        else:
+            async with connection.execute(query, query_args) as cursor:
+                while batch := await cursor.fetchmany(batch_size):
+                    for row in batch:
+                        yield row

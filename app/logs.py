@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -23,18 +25,32 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for `settings`. uvicorn applies it in every worker process,
+    where configuring logging in the parent alone would not reach."""
+    formatter: dict[str, Any] = (
+        {"()": JSONFormatter}
+        if settings.log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    )
+    level = settings.log_level.upper()
     # The HTTP clients log every request at INFO; only their problems are worth a line.
-    for name in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    quiet = max(logging.WARNING, logging.getLevelName(level))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {
+            **{
+                name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            **{name: {"level": quiet} for name in ("httpx", "httpx2", "httpcore")},
+        },
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.config.dictConfig(logging_config(settings))

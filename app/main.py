@@ -33,9 +33,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        engine = make_engine(settings)
         if settings.run_migrations:
-            await migrate(engine)
+            report = await migrate(make_engine(settings, for_migrations=True))
+            log.info("migrations: %s", report.replace("\n", " | "))
+        engine = make_engine(settings)
         bind_engine(engine)
         db = Database(engine)
         await db.open()
@@ -75,6 +76,7 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return response
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
+async def _unexpected_error(_request: Request, _exc: Exception) -> Response:
+    # Starlette raises the error again once this response is sent, and the server logs it with
+    # its traceback; logging it here too would say it twice.
     return rest.error_response(500, "Internal Server Error", "an unexpected error occurred")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 from typing import Any
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -13,8 +12,6 @@ from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 
 from app.tables import Session
-
-log = logging.getLogger(__name__)
 
 APP_NAME = "session_inbox"
 # Any constant: several server processes starting at once take turns at migrating.
@@ -52,5 +49,4 @@ async def migrate(engine: Engine[Any]) -> str:
     report = output.getvalue().strip()
     if not result.success:
         raise MigrationError(f"migrations failed: {result.message}\n{report}")
-    log.info("migrations: %s", report.replace("\n", " | "))
     return report

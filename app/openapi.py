@@ -315,6 +315,20 @@ def _components() -> dict[str, Any]:
                 "Unprocessable Entity",
                 "repo must not be empty",
             ),
+            "ServiceUnavailable": {
+                **_error(
+                    "Too many sessions are being listed at once (without paging); retry after "
+                    "`Retry-After` seconds.",
+                    "Service Unavailable",
+                    "too many sessions are being listed at once",
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds to wait before retrying.",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    }
+                },
+            },
             "Unexpected": _error(
                 "Any other error: unknown path (404), wrong method (405, with `Allow`), or an "
                 "unexpected failure (500).",
@@ -435,6 +449,7 @@ def document(*, default_limit: int, max_limit: int) -> dict[str, Any]:
                         },
                         "400": _response("BadRequest"),
                         "422": _response("UnprocessableEntity"),
+                        "503": _response("ServiceUnavailable"),
                         "default": _response("Unexpected"),
                     },
                 },

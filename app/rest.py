@@ -6,7 +6,7 @@ contract's error table."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app import openapi, validation
-from app.db import Row
+from app.db import DatabaseBusy, Row
 from app.errors import DomainError, ErrorCode, InvalidInput, VersionConflict
 from app.listing import NEWEST_FIRST, SessionFilter, decode_cursor
 from app.service import SessionService
@@ -34,6 +34,8 @@ PUT_NULLABLE = ("messages", "sbx_config", "parent")
 PUT_KEPT = ("title", "branch", "repo", "target_branch")
 # A streamed list is sent in pieces of about this many bytes.
 STREAM_CHUNK = 65536
+# Seconds a client refused for load (503) is asked to wait.
+RETRY_AFTER_S = 1
 
 # The canonical 8-4-4-4-12 form, in either case. (Python's UUID() also takes braces, "urn:uuid:",
 # signs, underscores and non-ASCII digits.)
@@ -179,6 +181,10 @@ def resource(path: str, handlers: Mapping[str, Handler]) -> Route:
         except DomainError as exc:
             status, err = STATUS_OF[exc.code]
             return error_response(status, err, exc.message)
+        except DatabaseBusy as exc:
+            response = error_response(503, "Service Unavailable", str(exc))
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
 
     return Route(path, dispatch, methods=list(handlers))
 
@@ -242,7 +248,15 @@ async def list_sessions(request: Request, service: SessionService) -> Response:
         if request.method == "HEAD":
             # GET's headers, without reading every session for a body that is not sent.
             return StreamingResponse(iter(()), media_type=JSON_TYPE)
-        return StreamingResponse(_stream(service, session_filter), media_type=JSON_TYPE)
+        rows = service.stream(session_filter)
+        try:
+            # The first row is read before the status goes out, so that a refusal (no stream
+            # slot free) or a database error is an error response, not a broken 200.
+            first = await anext(rows, None)
+        except BaseException:
+            await rows.aclose()
+            raise
+        return StreamingResponse(_stream(first, rows), media_type=JSON_TYPE)
     limit = _limit(params.get("limit"))
     cursor = params.get("cursor")
     if cursor is not None:
@@ -259,18 +273,21 @@ async def list_sessions(request: Request, service: SessionService) -> Response:
     return json_response(payload, headers=headers)
 
 
-async def _stream(service: SessionService, session_filter: SessionFilter) -> AsyncIterator[bytes]:
+async def _stream(first: Row | None, rows: AsyncGenerator[Row, None]) -> AsyncIterator[bytes]:
     """`{"sessions": [...]}` written as rows arrive from the database cursor, so memory holds
     one chunk at a time however many sessions there are."""
     chunk = bytearray(b'{"sessions":[')
-    separator = b""
-    async for row in service.stream(session_filter):
-        chunk += separator
-        chunk += orjson.dumps(session_json(row))
-        separator = b","
-        if len(chunk) >= STREAM_CHUNK:
-            yield bytes(chunk)
-            chunk.clear()
+    try:
+        if first is not None:
+            chunk += orjson.dumps(session_json(first))
+            async for row in rows:
+                chunk += b","
+                chunk += orjson.dumps(session_json(row))
+                if len(chunk) >= STREAM_CHUNK:
+                    yield bytes(chunk)
+                    chunk.clear()
+    finally:
+        await rows.aclose()
     chunk += b"]}"
     yield bytes(chunk)
 

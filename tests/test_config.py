@@ -93,6 +93,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     ("key", "value"),
     [
         ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "sqlite:///:memory:"),
+        ("NAMING_BRANCH_PREFIX", "bad..prefix"),
+        ("NAMING_BRANCH_PREFIX", "-x/"),
         ("REDIS_URL", "localhost:6379"),
         ("NAMING_TIMEOUT_S", "soon"),
         ("NAMING_TIMEOUT_S", "-1"),

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from app.config import load_settings
@@ -105,3 +106,36 @@ async def test_unexpected_errors_are_masked_json(
         "err": "Internal Server Error",
         "msg": "an unexpected error occurred",
     }
+
+
+def test_every_worker_logs_as_configured(tmp_path: Path) -> None:
+    """With --workers, logging is set up in each worker process, where the requests run."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update({"PORT": str(port), "LOG_FORMAT": "json"})
+    log_file = tmp_path / "server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "session-inbox"), "serve", "--workers", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_until_answering(f"{base}/sessions?limit=1", process, 60)
+            created = httpx.post(f"{base}/sessions", json={"repo": "r", "target_branch": "m"})
+            assert created.status_code == 201
+            deadline = time.monotonic() + 10
+            while "named session" not in log_file.read_text():
+                assert time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.05)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    lines = [orjson.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    named = [line for line in lines if line["message"].startswith("named session")]
+    assert named
+    assert named[0]["logger"] == "app.service"
+    assert "namer=local" in named[0]["message"]

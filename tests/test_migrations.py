@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,7 +19,7 @@ import pytest
 
 from app.config import load_settings
 from app.db import Database, IntegrityError, make_engine
-from app.migrate import migrate
+from app.migrate import _MIGRATION_LOCK, migrate
 from tests.conftest import POSTGRES_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,3 +152,33 @@ async def test_session_inbox_migrate_command(empty_database: str) -> None:
     assert "Running 2 migrations" in result.stdout
     again = _run([str(BIN / "session-inbox"), "migrate"], empty_database)
     assert "No migrations need to be run" in again.stdout
+
+
+async def test_migrations_wait_for_another_process_longer_than_the_statement_timeout(
+    empty_postgres: str,
+) -> None:
+    """Two servers starting at once take turns; the one that waits is not cut off by
+    DB_STATEMENT_TIMEOUT_MS, which is for the API's queries."""
+    settings = replace(
+        load_settings(environ={}, env_file=None),
+        database_url=empty_postgres,
+        db_statement_timeout_ms=100,
+    )
+    holder = await asyncpg.connect(empty_postgres)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        waiting = asyncio.create_task(migrate(make_engine(settings, for_migrations=True)))
+        deadline = time.monotonic() + 10
+        while not await holder.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ):
+            assert time.monotonic() < deadline, "migrate never waited for the lock"
+            assert not waiting.done(), waiting
+            await asyncio.sleep(0.02)
+        # Held well past the statement timeout before letting go.
+        await asyncio.sleep(0.5)
+        await holder.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        report = await asyncio.wait_for(waiting, timeout=30)
+    finally:
+        await holder.close()
+    assert "Running 2 migrations" in report

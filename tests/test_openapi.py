@@ -22,7 +22,7 @@ DOCUMENT = openapi.document(default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT)
 # Every path and method of the contract's REST table, with the statuses it names for it.
 OPERATIONS = {
     ("/sessions", "post"): {"201", "400", "409", "422"},
-    ("/sessions", "get"): {"200", "400", "422"},
+    ("/sessions", "get"): {"200", "400", "422", "503"},
     ("/sessions/{session_id}", "get"): {"200", "400", "404"},
     ("/sessions/{session_id}", "put"): {"200", "400", "404", "409", "412", "422"},
     ("/sessions/{session_id}", "patch"): {"200", "400", "404", "409", "412", "422"},
