@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API: a real HTTP server on 127.0.0.1, scripted by the test.
 
 It runs Starlette under uvicorn in a thread of its own (its own event loop, a free port), so the
-real SDK reaches it through `base_url` and its retries, timeouts and parsing are what is tested.
+real SDK reaches it through `base_url`: its timeouts and parsing, and the namer's retries, are
+what is tested. Each request is recorded with the time it arrived, so waits can be measured.
 
     with FakeAnthropic() as fake:
         fake.enqueue(FakeResponse.error(500), FakeResponse.tool_use("Fix login", "fix-login"))

@@ -5,11 +5,14 @@ Every result is checked with git itself (`git check-ref-format --branch`)."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import hypothesis
@@ -28,8 +31,8 @@ from app.naming import (
     make_namer,
     slugify,
 )
-from app.naming.anthropic_namer import AnthropicNamer
-from tests.fake_anthropic import FakeAnthropic, FakeResponse
+from app.naming.anthropic_namer import AnthropicNamer, retry_after_s
+from tests.fake_anthropic import FakeAnthropic, FakeResponse, RecordedRequest
 from tests.naming_checks import assert_valid
 
 NAMER_LOGGER = "app.naming.anthropic_namer"
@@ -113,37 +116,95 @@ async def test_concurrent_namings_share_one_client(
 
 # Retries: only what is worth retrying, all within the deadline.
 
+# The backoff before the first and the second retry: 0.5 s and 1 s, less up to a quarter.
+FIRST_BACKOFF_MIN_S = 0.375
+SECOND_BACKOFF_MIN_S = 0.75
 
-@pytest.mark.parametrize("status", [500, 529])
-async def test_server_error_is_retried(
-    namer: Namer, fake_anthropic: FakeAnthropic, status: int
+
+def gaps(requests: list[RecordedRequest]) -> list[float]:
+    return [later.received_at - earlier.received_at for earlier, later in pairwise(requests)]
+
+
+def namer_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == NAMER_LOGGER]
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 529])
+async def test_rate_limit_and_server_error_are_retried_after_a_backoff(
+    namer: Namer, fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
     fake_anthropic.enqueue(FakeResponse.error(status))
 
-    names = await namer.name("r", "main", MESSAGES)
+    with caplog.at_level(logging.INFO, logger=NAMER_LOGGER):
+        names = await namer.name("r", "main", MESSAGES)
 
     assert names.namer == "anthropic"
     assert_valid(names)
-    assert len(fake_anthropic.requests) == 2
+    [gap] = gaps(fake_anthropic.requests)
+    assert gap >= FIRST_BACKOFF_MIN_S
+    # A retry that succeeds is no failure: it is told at INFO only.
+    [retry] = namer_records(caplog)
+    assert retry.levelno == logging.INFO
+    assert f"HTTP {status}" in retry.getMessage()
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"retry-after": "1"}, {"retry-after": "1.0"}, {"retry-after-ms": "1000"}],
+    ids=["seconds", "float-seconds", "milliseconds"],
+)
 async def test_rate_limit_is_retried_after_retry_after(
-    namer: Namer, fake_anthropic: FakeAnthropic
+    namer: Namer, fake_anthropic: FakeAnthropic, headers: dict[str, str]
 ) -> None:
-    fake_anthropic.enqueue(FakeResponse.error(429, headers={"retry-after": "1"}))
+    fake_anthropic.enqueue(FakeResponse.error(429, headers=headers))
 
     names = await namer.name("r", "main", MESSAGES)
 
     assert names.namer == "anthropic"
-    first, second = fake_anthropic.requests
-    assert second.received_at - first.received_at >= 0.95
+    [gap] = gaps(fake_anthropic.requests)
+    assert gap >= 0.95
 
 
-@pytest.mark.parametrize("status", [400, 401, 403])
-async def test_client_error_is_not_retried(
-    namer: Namer, fake_anthropic: FakeAnthropic, status: int
+async def test_three_server_errors_give_local_names_after_three_attempts(
+    namer: Namer, fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_anthropic.default = FakeResponse.error(status)
+    fake_anthropic.default = FakeResponse.error(500)
+
+    with caplog.at_level(logging.WARNING, logger=NAMER_LOGGER):
+        names = await namer.name("r", "main", MESSAGES)
+
+    assert names.namer == "local"
+    assert_valid(names)
+    first_gap, second_gap = gaps(fake_anthropic.requests)
+    assert first_gap >= FIRST_BACKOFF_MIN_S
+    assert second_gap >= SECOND_BACKOFF_MIN_S
+    [warning] = namer_records(caplog)
+    assert "HTTP 500" in warning.getMessage()
+    assert "after 3 attempts" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (400, {}),
+        (401, {}),
+        (403, {}),
+        (404, {}),
+        (408, {}),
+        (409, {}),
+        (413, {}),
+        (422, {}),
+        # The SDK obeys `x-should-retry: true`; a request it rejected will not come right.
+        (400, {"x-should-retry": "true"}),
+        (409, {"x-should-retry": "true", "retry-after": "0"}),
+        # Nor is what the server says not to retry.
+        (529, {"x-should-retry": "false"}),
+    ],
+)
+async def test_what_is_not_worth_retrying_is_asked_once(
+    namer: Namer, fake_anthropic: FakeAnthropic, status: int, headers: dict[str, str]
+) -> None:
+    fake_anthropic.default = FakeResponse.error(status, headers=headers)
 
     names = await namer.name("r", "main", MESSAGES)
 
@@ -163,10 +224,37 @@ async def test_rejected_key_is_logged_at_error_once(
 
     assert first.namer == second.namer == "local"
     assert len(fake_anthropic.requests) == 2
-    records = [r for r in caplog.records if r.name == NAMER_LOGGER]
+    records = namer_records(caplog)
     assert [r.levelno for r in records] == [logging.ERROR, logging.WARNING]
     assert "ANTHROPIC_API_KEY" in records[0].getMessage()
     assert "sk-ant-test" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait_s"),
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": " 1.5 "}, 1.5),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT"}, 30.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:30 -0000"}, 30.0),
+        ({}, None),
+        ({"retry-after": "0"}, None),
+        ({"retry-after": "-3"}, None),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "Wed, 21 Oct 2015 07:27:30 GMT"}, None),
+    ],
+)
+def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date(
+    headers: dict[str, str], wait_s: float | None
+) -> None:
+    now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC).timestamp()
+
+    assert retry_after_s(headers, now=now) == wait_s
 
 
 # The deadline: the whole call, retries and their waits included.
@@ -188,39 +276,78 @@ async def test_server_that_never_answers_gives_local_names_by_the_deadline(
     assert elapsed < 1.0 + 1.0
 
 
-async def test_retry_after_beyond_the_deadline_gives_local_names_by_the_deadline(
-    fake_anthropic: FakeAnthropic,
+@pytest.mark.parametrize("header", ["seconds", "milliseconds", "date"])
+async def test_retry_after_beyond_the_deadline_gives_local_names_at_once(
+    fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture, header: str
 ) -> None:
-    fake_anthropic.default = FakeResponse.error(429, headers={"retry-after": "30"})
+    headers = {
+        "seconds": {"retry-after": "30"},
+        "milliseconds": {"retry-after-ms": "30000"},
+        "date": {"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)},
+    }[header]
+    fake_anthropic.default = FakeResponse.error(429, headers=headers)
+    config = anthropic_settings(fake_anthropic, naming_timeout_s=3.0)
+
+    async with opened_namer(config) as namer:
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger=NAMER_LOGGER):
+            names = await namer.name("r", "main", MESSAGES)
+        elapsed = time.monotonic() - started
+
+    assert names.namer == "local"
+    assert len(fake_anthropic.requests) == 1
+    # Neither the 30 s nor the rest of the deadline is waited out.
+    assert elapsed < 1.5
+    [warning] = namer_records(caplog)
+    assert "HTTP 429" in warning.getMessage()
+    assert "would pass the deadline" in warning.getMessage()
+
+
+async def test_backoff_beyond_the_deadline_gives_local_names_at_once(
+    fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first backoff (at most 0.5 s) fits in 1 s, the second (at least 0.75 s) no longer does.
+    fake_anthropic.default = FakeResponse.error(529)
     config = anthropic_settings(fake_anthropic, naming_timeout_s=1.0)
 
     async with opened_namer(config) as namer:
         started = time.monotonic()
-        names = await namer.name("r", "main", MESSAGES)
+        with caplog.at_level(logging.WARNING, logger=NAMER_LOGGER):
+            names = await namer.name("r", "main", MESSAGES)
         elapsed = time.monotonic() - started
 
     assert names.namer == "local"
-    assert elapsed < 1.0 + 1.0
-    assert len(fake_anthropic.requests) == 1
+    assert len(fake_anthropic.requests) == 2
+    assert elapsed < 1.0
+    [warning] = namer_records(caplog)
+    assert "would pass the deadline" in warning.getMessage()
 
 
-async def test_unreachable_api_gives_local_names() -> None:
-    # A port that was free a moment ago: connections to it are refused.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = Settings(
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=f"http://127.0.0.1:{port}",
-        naming_timeout_s=1.0,
-    )
-
-    async with opened_namer(config) as namer:
-        started = time.monotonic()
-        names = await namer.name("r", "main", MESSAGES)
+async def test_refused_connection_is_retried_then_gives_local_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A port bound but not listening refuses connections, and stays ours during the test.
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        port = closed_port.getsockname()[1]
+        config = Settings(
+            anthropic_api_key="sk-ant-test",
+            anthropic_base_url=f"http://127.0.0.1:{port}",
+            naming_timeout_s=3.0,
+        )
+        async with opened_namer(config) as namer:
+            started = time.monotonic()
+            with caplog.at_level(logging.INFO, logger=NAMER_LOGGER):
+                names = await namer.name("r", "main", MESSAGES)
+            elapsed = time.monotonic() - started
 
     assert names.namer == "local"
-    assert time.monotonic() - started < 1.0 + 1.0
+    # Two retries, each after its backoff (at most 0.5 s and 1 s), well within the deadline.
+    assert FIRST_BACKOFF_MIN_S + SECOND_BACKOFF_MIN_S <= elapsed < 3.0
+    records = namer_records(caplog)
+    assert [r.levelno for r in records] == [logging.INFO, logging.INFO, logging.WARNING]
+    assert all("APIConnectionError" in r.getMessage() for r in records)
+    assert "after 3 attempts" in records[-1].getMessage()
 
 
 async def test_cancellation_is_not_swallowed(fake_anthropic: FakeAnthropic) -> None:

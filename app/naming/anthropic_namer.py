@@ -1,16 +1,23 @@
 """The Anthropic namer: one forced tool call to the Messages API, under a hard deadline.
 
-The client's `max_retries` lets the SDK retry what is worth retrying: connection errors and
-timeouts, 408, 409, 429 (after its `retry-after`) and every 5xx including 529; it does not retry
-400, 401 or 403 (`_should_retry` in the SDK's `_base_client.py`). `asyncio.timeout` bounds the
-whole call, retries and their waits included. The answer is data: it is cleaned and checked, and
-anything unusable gives the local names instead.
+The retries are ours, not the SDK's (its client has `max_retries=0`: it would also retry 408, 409
+and any response marked `x-should-retry: true`). Connection errors and timeouts, 429 and every
+5xx including 529 are retried, at most MAX_RETRIES times, after the server's `retry-after` or an
+exponential backoff; any other status is not. One deadline bounds the whole call, retries and
+their waits included, and a wait that would pass it is not waited. The answer is data: it is
+cleaned and checked, and anything unusable gives the local names instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from datetime import UTC
 from typing import Any
 
 import anthropic
@@ -35,6 +42,9 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 TOOL_NAME = "name_session"
 MAX_RETRIES = 2
 MAX_TOKENS = 256
+# The backoff between attempts, as the SDK's: 0.5 s doubling up to 8 s, less up to a quarter.
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 8.0
 # An unreachable host is given up on early, so that a retry still fits in the deadline.
 _CONNECT_TIMEOUT_S = 2.0
 # How much of the repo and target branch goes into the prompt.
@@ -80,9 +90,14 @@ class UnusableAnswer(Exception):
     """The model answered, but not with names that can be used."""
 
 
+class GaveUp(Exception):
+    """A failure worth retrying that is not retried: the attempts are spent, or the wait before
+    the next one would pass the deadline."""
+
+
 class AnthropicNamer:
     """Names from Anthropic's Messages API, or `fallback`'s when the API fails, is late or
-    answers something unusable. `timeout_s` bounds the whole call, the SDK's retries included.
+    answers something unusable. `timeout_s` bounds the whole call, retries included.
 
     `name` never raises except when its caller is cancelled. Each failure is logged at WARNING
     with its reason; a rejected key (401 or 403) is logged at ERROR the first time.
@@ -106,18 +121,19 @@ class AnthropicNamer:
         )
 
     async def name(self, repo: str, target_branch: str, messages: Any) -> Names:
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         try:
-            async with asyncio.timeout(self.timeout_s):
-                answer = await self._ask(build_prompt(repo, target_branch, messages))
+            async with asyncio.timeout_at(deadline):
+                answer = await self._ask(build_prompt(repo, target_branch, messages), deadline)
             return names_from_answer(answer, self.fallback.branch_prefix)
         except TimeoutError:
             reason: str | None = f"no answer within {self.timeout_s:g} s"
+        except GaveUp as exc:
+            reason = str(exc)
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
             reason = self._key_rejected(exc)
-        except anthropic.APIStatusError as exc:
+        except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             reason = _describe(exc)
-        except anthropic.APIConnectionError as exc:
-            reason = f"{type(exc).__name__} ({exc.__cause__!r})"
         except UnusableAnswer as exc:
             reason = f"unusable answer: {exc}"
         except Exception:
@@ -128,16 +144,42 @@ class AnthropicNamer:
             log.warning("Anthropic naming failed (%s); local names used", reason)
         return self.fallback.name_now(repo, target_branch, messages)
 
-    async def _ask(self, prompt: str) -> Message:
-        return await self._client.messages.create(
-            model=self.model,
-            max_tokens=MAX_TOKENS,
-            system=_SYSTEM,
-            messages=[{"role": "user", "content": prompt}],
-            tools=[_TOOL],
-            tool_choice=_TOOL_CHOICE,
-            timeout=self._request_timeout,
-        )
+    async def _ask(self, prompt: str, deadline: float) -> Message:
+        """The model's answer, asked again after a failure worth retrying while attempts are
+        left and the wait ends before `deadline` (event-loop time). Raises the failure, or
+        GaveUp for one that was worth retrying."""
+        loop = asyncio.get_running_loop()
+        attempts = 0
+        while True:
+            try:
+                return await self._client.messages.create(
+                    model=self.model,
+                    max_tokens=MAX_TOKENS,
+                    system=_SYSTEM,
+                    messages=[{"role": "user", "content": prompt}],
+                    tools=[_TOOL],
+                    tool_choice=_TOOL_CHOICE,
+                    timeout=self._request_timeout,
+                )
+            except anthropic.APIError as exc:
+                attempts += 1
+                wait = retry_delay_s(exc, attempts)
+                if wait is None:
+                    raise
+                if attempts > MAX_RETRIES:
+                    raise GaveUp(f"{_describe(exc)}, after {attempts} attempts") from exc
+                if loop.time() + wait >= deadline:
+                    raise GaveUp(
+                        f"{_describe(exc)}; a retry in {wait:.1f} s would pass the deadline"
+                    ) from exc
+                log.info(
+                    "Anthropic naming: %s; retry %d of %d in %.2f s",
+                    _describe(exc),
+                    attempts,
+                    MAX_RETRIES,
+                    wait,
+                )
+                await asyncio.sleep(wait)
 
     def _key_rejected(self, exc: anthropic.APIStatusError) -> str | None:
         """The reason to log at WARNING, or None when it was just logged at ERROR: a rejected
@@ -196,16 +238,66 @@ def names_from_answer(answer: Message, branch_prefix: str) -> Names:
     return Names(title=title, branch=branch, namer="anthropic")
 
 
-def _describe(exc: anthropic.APIStatusError) -> str:
+def retry_delay_s(exc: anthropic.APIError, retry: int) -> float | None:
+    """The wait before retry number `retry` (from 1) after `exc`, or None when `exc` is not
+    worth retrying. Connection errors and timeouts are, and so are 429 and 5xx (529, overloaded,
+    included), after the server's `retry-after` when it gives one, unless it says
+    `x-should-retry: false`; any other status is not, whatever its headers say."""
+    if isinstance(exc, anthropic.APIStatusError):
+        # The server's `x-should-retry` may forbid a retry, never ask for one.
+        worth_it = exc.status_code == 429 or exc.status_code >= 500
+        if not worth_it or exc.response.headers.get("x-should-retry") == "false":
+            return None
+        asked = retry_after_s(exc.response.headers)
+        if asked is not None:
+            return asked
+    elif not isinstance(exc, anthropic.APIConnectionError):
+        return None
+    backoff = min(_BACKOFF_FIRST_S * 2.0 ** (retry - 1), _BACKOFF_MAX_S)
+    return backoff * random.uniform(0.75, 1.0)
+
+
+def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The wait the server asks for, in seconds: `retry-after-ms`, else `retry-after` in seconds
+    or as an HTTP date (against `now`, `time.time()` by default). None when neither header gives
+    a positive, finite wait."""
+    wait = _number(headers.get("retry-after-ms"))
+    if wait is not None:
+        wait /= 1000
+    else:
+        value = headers.get("retry-after")
+        wait = _number(value)
+        if wait is None and value:
+            try:
+                date = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            if date.tzinfo is None:
+                date = date.replace(tzinfo=UTC)  # HTTP dates are always GMT
+            wait = date.timestamp() - (time.time() if now is None else now)
+    return wait if wait is not None and math.isfinite(wait) and wait > 0 else None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _describe(exc: anthropic.APIError) -> str:
+    if not isinstance(exc, anthropic.APIStatusError):
+        return f"{type(exc).__name__} ({exc.__cause__!r})"
     detail = f"{exc.type or 'error'}: {exc.api_message or ''}".strip(": ")
     return f"HTTP {exc.status_code} {detail[:200]} (request-id {exc.request_id or 'none'})"
 
 
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     """The one Anthropic client of the process, for the app's lifespan to open and close.
-    Everything it uses comes from `settings`, none from the environment."""
+    Everything it uses comes from `settings`, none from the environment. It does not retry:
+    `AnthropicNamer` does, and only what is worth it."""
     return anthropic.AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url or DEFAULT_BASE_URL,
-        max_retries=MAX_RETRIES,
+        max_retries=0,
     )
