@@ -225,17 +225,32 @@ class SessionService:
 
     async def ancestors(self, session_id: UUID) -> list[Row]:
         """The chain of parents, nearest first, up to the root, in one recursive query."""
+        return (await self.ancestors_many([session_id]))[session_id]
+
+    async def ancestors_many(self, ids: Sequence[UUID]) -> dict[UUID, list[Row]]:
+        """The chain of parents of each of `ids` (nearest first, up to the root; empty for a
+        root or an unknown id), in one recursive query whatever their number."""
+        chains: dict[UUID, list[Row]] = {session_id: [] for session_id in ids}
+        if not chains:
+            return chains
+        marks = ", ".join("{}" for _ in chains)
         columns = ", ".join(f"s.{name.strip()}" for name in COLUMNS.split(","))
-        return await self.db.fetch(
-            "WITH RECURSIVE chain(id, depth) AS ("
-            " SELECT parent, 1 FROM session WHERE id = {}"
+        # Each step carries the session it started from, so one walk serves every chain.
+        rows = await self.db.fetch(
+            "WITH RECURSIVE chain(origin, id, depth) AS ("
+            f" SELECT id, parent, 1 FROM session WHERE id IN ({marks}) AND parent IS NOT NULL"
             " UNION ALL"
-            " SELECT s.parent, c.depth + 1 FROM session s JOIN chain c ON s.id = c.id"
+            " SELECT c.origin, s.parent, c.depth + 1 FROM session s JOIN chain c ON s.id = c.id"
             " WHERE s.parent IS NOT NULL AND c.depth < {}"
-            f") SELECT {columns} FROM chain c JOIN session s ON s.id = c.id ORDER BY c.depth",
-            session_id,
+            f") SELECT c.origin AS origin, {columns} FROM chain c JOIN session s ON s.id = c.id"
+            " ORDER BY c.depth",
+            *chains,
             MAX_ANCESTRY,
         )
+        for row in rows:
+            chain = chains[UUID(str(row["origin"]))]
+            chain.append({name: value for name, value in row.items() if name != "origin"})
+        return chains
 
     # Writes --------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """How failures reach clients. Expected ones are `userErrors` data (see `mutations`); a query's
 invalid argument is a GraphQL error coded BAD_USER_INPUT; a document the schema refuses (syntax,
-validation, depth, aliases, tokens, introspection, variables) is reported as GraphQL reports it;
-everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and logged."""
+validation, depth, aliases, tokens, cost, introspection, variables) is reported as GraphQL reports
+it; everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and logged."""
 
 from __future__ import annotations
 

@@ -20,13 +20,15 @@ ChildrenKey = tuple[UUID, int | None, str | None]
 
 
 class Loaders:
-    """`session` by id, `children` pages by (parent, first, after), `child_count` by parent."""
+    """`session` by id, `children` pages by (parent, first, after), `child_count` by parent,
+    `ancestors` by id."""
 
     def __init__(self, service: SessionService) -> None:
         self._service = service
         self.session: DataLoader[UUID, Row | None] = DataLoader(load_fn=self._sessions)
         self.children: DataLoader[ChildrenKey, Page] = DataLoader(load_fn=self._children)
         self.child_count: DataLoader[UUID, int] = DataLoader(load_fn=self._child_counts)
+        self.ancestors: DataLoader[UUID, list[Row]] = DataLoader(load_fn=self._ancestors)
 
     async def _sessions(self, ids: list[UUID]) -> list[Row | None]:
         rows = await self._service.get_many(ids)
@@ -50,3 +52,7 @@ class Loaders:
     async def _child_counts(self, parents: list[UUID]) -> list[int]:
         counts = await self._service.children_counts(parents)
         return [counts[parent] for parent in parents]
+
+    async def _ancestors(self, ids: list[UUID]) -> list[list[Row]]:
+        chains = await self._service.ancestors_many(ids)
+        return [chains[session_id] for session_id in ids]

@@ -10,10 +10,8 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
@@ -21,7 +19,9 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.config import Settings
+from app.graphql.cost import QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
+from app.graphql.limits import alias_rule, depth_rule
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.scalars import SCALARS
@@ -41,12 +41,9 @@ class InboxSchema(strawberry.Schema):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The contract's schema with the limits of `settings` (default: the defaults)."""
     settings = settings or Settings()
-    # These two make a new validation rule class per instance; made per request, they would
-    # defeat ValidationCache, whose key includes the rules. So their rules are made once here.
-    limits = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
-    ]
+    # Made once per app: ValidationCache's key includes the rules, so rules made per request
+    # would defeat it.
+    limits = [depth_rule(settings.max_query_depth), alias_rule(settings.max_aliases), QueryCostRule]
     # Factories, not instances: Strawberry makes the extensions anew for every operation.
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),

@@ -73,7 +73,7 @@ async def _children(
 
 
 async def _ancestors(root: strawberry.Parent[Session], info: Info) -> list[Session]:
-    rows = await info.context.service.ancestors(root.id)
+    rows = await info.context.loaders.ancestors.load(root.id)
     return [Session.from_row(row) for row in rows]
 
 

@@ -1,5 +1,6 @@
 """GraphQL fixtures: `gql` runs an operation through `schema.execute` or through HTTP (each test
-that uses it runs both ways), `execute` through the schema only."""
+that uses it runs both ways), `execute` through the schema only; `statements` counts the SQL
+statements run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import strawberry
 
+from app.db import Database
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
 from app.service import SessionService
@@ -76,3 +78,34 @@ def gql(request: pytest.FixtureRequest, execute: Run) -> Run:
         return await post(client, query, **variables)
 
     return run
+
+
+class StatementLog:
+    """The SQL statements run through a Database, by counting its two entry points (`fetchrow`
+    goes through `fetch`)."""
+
+    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.statements: list[str] = []
+        fetch, execute = db.fetch, db.execute
+
+        async def counted_fetch(sql: str, *args: Any) -> Any:
+            self.statements.append(sql)
+            return await fetch(sql, *args)
+
+        async def counted_execute(sql: str, *args: Any) -> None:
+            self.statements.append(sql)
+            await execute(sql, *args)
+
+        monkeypatch.setattr(db, "fetch", counted_fetch)
+        monkeypatch.setattr(db, "execute", counted_execute)
+
+    def __len__(self) -> int:
+        return len(self.statements)
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> StatementLog:
+    return StatementLog(db, monkeypatch)

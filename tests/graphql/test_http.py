@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
@@ -198,9 +199,64 @@ async def test_bad_user_input_over_http(client: httpx.AsyncClient) -> None:
     assert error["path"] == ["sessions"]
 
 
+CLIENT_MISTAKES = [
+    "{ sessions { secret } }",
+    "{ sessions(first: 1000) { totalCount } }",
+    "{",
+    '{ session(id: "nope") { id } }',
+    '{ sessions(filter: {createdAfter: "x"}) { totalCount } }',
+    '{ sessions(filter: {createdAfter: "2026-01-01T00:00:00"}) { totalCount } }',
+    '{ sessions(filter: {createdAfter: "9999-12-31T23:59:59-01:00"}) { totalCount } }',
+    "{ sessions { ...Unknown } }",
+    "{ sessions(first: 100) { nodes { ancestors { ancestors { id } } } } }",
+]
+
+
 async def test_client_mistakes_are_not_logged_as_errors(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for query in ("{ sessions { secret } }", "{ sessions(first: 1000) { totalCount } }", "{"):
-        await client.post("/graphql", json={"query": query})
+    for query in CLIENT_MISTAKES:
+        response = await client.post("/graphql", json={"query": query})
+        assert "INTERNAL_SERVER_ERROR" not in response.text, query
+        assert response.json()["errors"], query
     assert [record for record in caplog.records if record.levelname == "ERROR"] == []
+
+
+def doubling_fragments(count: int) -> str:
+    """A small document whose fragments each spread the next one twice: walked spread by
+    spread, it holds 2^count aliased fields."""
+    fragments = " ".join(
+        f"fragment F{i} on Session {{ ...F{i + 1} ...F{i + 1} }}" for i in range(count)
+    )
+    deepest = f"fragment F{count} on Session {{ a: parent {{ id }} }}"
+    return f"{{ sessions(first: 1) {{ nodes {{ ...F0 }} }} }} {fragments} {deepest}"
+
+
+async def test_fragments_are_measured_once(client: httpx.AsyncClient) -> None:
+    # Strawberry's own depth and alias limiters took over a minute on this document (and
+    # twice as long for each fragment more); counted once per fragment, it takes milliseconds.
+    started = time.perf_counter()
+    response = await client.post("/graphql", json={"query": doubling_fragments(24)})
+    elapsed = time.perf_counter() - started
+    messages = errors_of(response)
+    assert f"{2**24} aliases found. Allowed: 30" in messages
+    assert any(message.startswith("query cost") for message in messages)
+    assert elapsed < 1
+
+
+async def test_fragments_count_toward_depth(client_with: ClientFactory) -> None:
+    query = """{ sessions { ...Page } }
+    fragment Page on SessionConnection { nodes { ...Kids } }
+    fragment Kids on Session { children { nodes { id } } }"""
+    async with client_with(max_query_depth=4) as client:
+        allowed = await client.post("/graphql", json={"query": query})
+        deep = await client.post(
+            "/graphql", json={"query": query.replace("{ id }", "{ parent { id } }")}
+        )
+    assert "errors" not in allowed.json()
+    assert errors_of(deep) == ["'anonymous' exceeds maximum operation depth of 4"]
+
+
+async def test_unknown_fragment_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": "{ sessions { ...Unknown } }"})
+    assert errors_of(response) == ["Unknown fragment 'Unknown'."]

@@ -83,6 +83,41 @@ async def test_malformed_id_is_refused_before_execution(gql: Run) -> None:
     assert "not-a-uuid" in result.errors[0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("selection", "literal", "message"),
+    [
+        ("session(id: %s) { id }", '"nope"', "UUID cannot represent 'nope': not a UUID"),
+        ("session(id: %s) { id }", "7", "UUID cannot represent a non-string value: 7"),
+        (
+            "sessions(filter: {createdAfter: %s}) { totalCount }",
+            '"2026-01-01T00:00:00"',
+            "DateTime cannot represent '2026-01-01T00:00:00': no UTC offset",
+        ),
+        (
+            "sessions(filter: {createdAfter: %s}) { totalCount }",
+            '"9999-12-31T23:59:59-01:00"',
+            "DateTime cannot represent '9999-12-31T23:59:59-01:00': out of range",
+        ),
+        (
+            "sessions(filter: {createdBefore: %s}) { totalCount }",
+            '"x"',
+            "DateTime cannot represent 'x': not an ISO 8601 date-time",
+        ),
+    ],
+)
+async def test_malformed_literal_is_refused_before_execution(
+    gql: Run, selection: str, literal: str, message: str
+) -> None:
+    query = "{ " + selection % literal + " }"
+    result = await gql(query)
+    assert result.data is None
+    [error] = result.errors
+    assert error["message"].startswith(message)
+    # A client's mistake, pointed at in the document: no code, not masked.
+    assert error["locations"] == [{"line": 1, "column": query.index(literal) + 1}]
+    assert "extensions" not in error
+
+
 async def test_sessions_are_newest_first_by_default(gql: Run, make_session: SessionFactory) -> None:
     rows = [await make_session() for _ in range(3)]
     assert await ids_of(gql) == [str(row["id"]) for row in reversed(rows)]

@@ -9,7 +9,7 @@ import pytest
 
 from app.db import Database
 from tests.conftest import SessionFactory
-from tests.graphql.conftest import Run
+from tests.graphql.conftest import Run, StatementLog
 
 RELATIONS = """
 query ($first: Int) {
@@ -22,37 +22,6 @@ query ($first: Int) {
   }
 }
 """
-
-
-class StatementLog:
-    """The SQL statements run through a Database, by counting its two entry points (`fetchrow`
-    goes through `fetch`)."""
-
-    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.statements: list[str] = []
-        fetch, execute = db.fetch, db.execute
-
-        async def counted_fetch(sql: str, *args: Any) -> Any:
-            self.statements.append(sql)
-            return await fetch(sql, *args)
-
-        async def counted_execute(sql: str, *args: Any) -> None:
-            self.statements.append(sql)
-            await execute(sql, *args)
-
-        monkeypatch.setattr(db, "fetch", counted_fetch)
-        monkeypatch.setattr(db, "execute", counted_execute)
-
-    def __len__(self) -> int:
-        return len(self.statements)
-
-    def clear(self) -> None:
-        self.statements.clear()
-
-
-@pytest.fixture
-def statements(db: Database, monkeypatch: pytest.MonkeyPatch) -> StatementLog:
-    return StatementLog(db, monkeypatch)
 
 
 async def make_family(db: Database, make_session: SessionFactory, middles: int) -> dict[str, Any]:
@@ -96,6 +65,32 @@ async def test_relations_of_a_page_cost_the_same_statements_at_any_size(
             }
     # The page, the parents, the children's pages, their counts.
     assert counts == {10: 4, 50: 4}, statements.statements
+
+
+async def test_ancestors_of_a_page_cost_one_statement_at_any_size(
+    execute: Run, db: Database, make_session: SessionFactory, statements: StatementLog
+) -> None:
+    async with db.transaction():
+        chain = [await make_session()]
+        for _ in range(59):
+            chain.append(await make_session(parent=chain[-1]["id"]))
+    ids = [str(row["id"]) for row in chain]
+    query = """query ($first: Int) {
+      sessions(orderBy: {field: CREATED_AT, direction: ASC}, first: $first) {
+        nodes { id ancestors { id } }
+      }
+    }"""
+    counts: dict[int, int] = {}
+    for size in (10, 50):
+        statements.clear()
+        nodes = (await execute(query, first=size)).ok()["sessions"]["nodes"]
+        counts[size] = len(statements)
+
+        assert [node["id"] for node in nodes] == ids[:size]
+        for depth, node in enumerate(nodes):
+            assert node["ancestors"] == [{"id": ancestor} for ancestor in reversed(ids[:depth])]
+    # The page, then every chain in one recursive statement.
+    assert counts == {10: 2, 50: 2}, statements.statements
 
 
 async def test_total_count_is_only_counted_when_selected(
