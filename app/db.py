@@ -30,6 +30,11 @@ class DatabaseBusy(Exception):
     """The database cannot take this work now; the caller may retry shortly."""
 
 
+# SQLite gives a column declared JSONB numeric affinity: a JSON document that is a bare number
+# would come back as an int or a float. Read every JSONB value back as the text it was written as
+# (a top-level float keeps SQLite's 15 significant digits).
+sqlite3.register_converter("JSONB", bytes.decode)
+
 # Errors that mean "the database refused this write" on either engine.
 IntegrityError = (asyncpg.IntegrityConstraintViolationError, sqlite3.IntegrityError)
 

@@ -90,8 +90,8 @@ def _check_json(field: str, value: Any, depth: int) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_json(field, item, depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
-        raise InvalidInput(f"{field} has an integer too large for JSON storage", field)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise InvalidInput(f"{field} has an integer outside the 64-bit range", field)
     elif not (value is None or isinstance(value, bool | int | float)):
         raise InvalidInput(f"{field} must be JSON", field)
 

@@ -17,6 +17,7 @@ from app import openapi, validation
 from app.errors import InvalidInput
 from app.naming import is_valid_branch, is_valid_title
 from app.rest import DEFAULT_LIMIT, MAX_LIMIT
+from tests.conftest import SessionFactory
 
 DOCUMENT = openapi.document(default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT)
 # Every path and method of the contract's REST table, with the statuses it names for it.
@@ -215,8 +216,12 @@ async def test_every_error_response_matches_its_schema(client: httpx.AsyncClient
         ({"repo": "r", "target_branch": "m", "parent": 5}, False),
     ],
 )
-def test_the_create_schema_accepts_what_the_server_accepts(body: Any, valid: bool) -> None:
+async def test_the_create_schema_accepts_what_the_server_accepts(
+    client: httpx.AsyncClient, body: Any, valid: bool
+) -> None:
     assert_request_conforms("/sessions", "post", body, valid)
+    response = await client.post("/sessions", json=body)
+    assert (response.status_code < 400) == valid, response.text
 
 
 @pytest.mark.parametrize(
@@ -231,8 +236,13 @@ def test_the_create_schema_accepts_what_the_server_accepts(body: Any, valid: boo
         ({"inbox_status": "active", "sbx_config": {"\x00": 1}}, False),
     ],
 )
-def test_the_replace_schema_accepts_what_the_server_accepts(body: Any, valid: bool) -> None:
+async def test_the_replace_schema_accepts_what_the_server_accepts(
+    client: httpx.AsyncClient, make_session: SessionFactory, body: Any, valid: bool
+) -> None:
     assert_request_conforms("/sessions/{session_id}", "put", body, valid)
+    made = await make_session()
+    response = await client.put(f"/sessions/{made['id']}", json=body)
+    assert (response.status_code < 400) == valid, response.text
 
 
 @pytest.mark.parametrize(
@@ -246,8 +256,13 @@ def test_the_replace_schema_accepts_what_the_server_accepts(body: Any, valid: bo
         ({"title": None}, False),
     ],
 )
-def test_the_patch_schema_accepts_what_the_server_accepts(body: Any, valid: bool) -> None:
+async def test_the_patch_schema_accepts_what_the_server_accepts(
+    client: httpx.AsyncClient, make_session: SessionFactory, body: Any, valid: bool
+) -> None:
     assert_request_conforms("/sessions/{session_id}", "patch", body, valid)
+    made = await make_session()
+    response = await client.patch(f"/sessions/{made['id']}", json=body)
+    assert (response.status_code < 400) == valid, response.text
 
 
 def _accepts(check: Any, value: str) -> bool:

@@ -581,3 +581,16 @@ async def test_deleting_a_parent_leaves_its_children_with_parent_null(
     for child in children:
         assert_session(await get(client, child["id"]), parent=None, version=2)
     assert_session(await get(client, grandchild["id"]), parent=children[0]["id"], version=1)
+
+
+@pytest.mark.parametrize("config", [3, -7, 1.5, True, "text", "12", [], {}, {"cpu": 2}])
+async def test_any_json_sbx_config_comes_back_as_it_was_sent(
+    client: httpx.AsyncClient, make_session: SessionFactory, config: object
+) -> None:
+    made = await make_session()
+    changed = await client.patch(f"/sessions/{made['id']}", json={"sbx_config": config})
+    fetched = await client.get(f"/sessions/{made['id']}")
+    listed = await client.get("/sessions")
+    assert changed.json()["session"]["sbx_config"] == config
+    assert fetched.json()["session"]["sbx_config"] == config
+    assert listed.json()["sessions"][0]["sbx_config"] == config
