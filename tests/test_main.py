@@ -137,5 +137,5 @@ def test_every_worker_logs_as_configured(tmp_path: Path) -> None:
     lines = [orjson.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
     named = [line for line in lines if line["message"].startswith("named session")]
     assert named
-    assert named[0]["logger"] == "app.service"
+    assert named[0]["logger"] == "app.service.changes"
     assert "namer=local" in named[0]["message"]
