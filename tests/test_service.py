@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
+import asyncpg
 import orjson
 import pytest
 
@@ -22,7 +24,7 @@ from app.errors import (
 from app.events import EventKind, LocalEvents, SessionEvent
 from app.listing import SessionFilter, SessionOrder, SortField
 from app.naming import LocalNamer, is_valid_branch
-from app.service import Created, SessionService
+from app.service import PARENT_LOCK, Created, SessionService
 from app.tables import InboxStatus
 from tests.conftest import SessionFactory
 
@@ -421,3 +423,35 @@ async def test_children_created_while_their_parent_is_deleted_are_never_silently
             assert stored is not None
             assert stored["parent"] is None
             assert stored["version"] == 2
+
+
+async def test_only_a_move_to_another_parent_waits_for_the_parent_lock(
+    db: Database, service: SessionService, make_session: SessionFactory, settings: Settings
+) -> None:
+    """PUT sends the parent every time; keeping it must not queue behind every parent change
+    and delete in the system."""
+    if not db.is_postgres:
+        pytest.skip("SQLite serializes every writer; the parent lock is PostgreSQL's")
+    parent = await make_session()
+    other = await make_session()
+    child = await make_session(parent=parent["id"])
+    holder = await asyncpg.connect(settings.database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", PARENT_LOCK)
+        kept = await asyncio.wait_for(
+            service.update(child["id"], {"parent": parent["id"], "title": "Kept"}), timeout=10
+        )
+        assert kept["title"] == "Kept"
+        move = asyncio.create_task(service.update(child["id"], {"parent": other["id"]}))
+        deadline = time.monotonic() + 10
+        while not await holder.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ):
+            assert time.monotonic() < deadline, "the move never waited for the parent lock"
+            assert not move.done()
+            await asyncio.sleep(0.02)
+        await holder.execute("SELECT pg_advisory_unlock($1)", PARENT_LOCK)
+        moved = await asyncio.wait_for(move, timeout=10)
+    finally:
+        await holder.close()
+    assert moved["parent"] == other["id"]

@@ -42,7 +42,7 @@ NULLABLE = JSON_FIELDS | {"parent"}
 BRANCH_ATTEMPTS = 8
 # Parent changes are serialized by this PostgreSQL advisory lock, so two concurrent updates
 # (A->B, B->A) cannot both pass the cycle check. SQLite serializes every writer anyway.
-_PARENT_LOCK = 0x5E5511
+PARENT_LOCK = 0x5E5511
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,10 @@ def _constraint(exc: Exception) -> str:
     if "UNIQUE" in text:
         return "branch"
     return "check"
+
+
+class _ParentLockNeeded(Exception):
+    """An update found that it moves the session to another parent: start over with the lock."""
 
 
 def _checked(current: Row | None, expected_version: int | None) -> Row:
@@ -185,7 +189,7 @@ class SessionService(SessionReads):
             yield
             return
         async with self.db.transaction():
-            await self.db.execute("SELECT pg_advisory_xact_lock_shared({})", _PARENT_LOCK)
+            await self.db.execute("SELECT pg_advisory_xact_lock_shared({})", PARENT_LOCK)
             yield
 
     async def _replay(self, key: str, digest: str) -> Row | None:
@@ -219,25 +223,47 @@ class SessionService(SessionReads):
         values = self._validated(changes)
         if not values:
             return await self._unchanged(session_id, expected_version)
+        try:
+            row = await self._apply(session_id, values, expected_version, merge_json, False)
+        except _ParentLockNeeded:
+            row = await self._apply(session_id, values, expected_version, merge_json, True)
+        await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
+        return row
+
+    async def _apply(
+        self,
+        session_id: UUID,
+        values: Mapping[str, Any],
+        expected_version: int | None,
+        merge_json: bool,
+        parent_lock: bool,
+    ) -> Row:
+        """One attempt at an update, in one transaction. A move to another parent is checked
+        under the parent lock, which is taken before the row's (deletes take them in that
+        order too). Whether the parent moves is only known once the row is read, so an attempt
+        without the lock that finds a move rolls back and the update starts over with it; an
+        update that keeps its parent never waits for the lock."""
+        values = dict(values)
         new_parent = values.get("parent")
         async with self.db.transaction():
-            if self.db.is_postgres and new_parent is not None:
-                await self.db.execute("SELECT pg_advisory_xact_lock({})", _PARENT_LOCK)
+            if parent_lock:
+                await self.db.execute("SELECT pg_advisory_xact_lock({})", PARENT_LOCK)
             current = await self.db.fetchrow(
                 f"SELECT {COLUMNS} FROM session WHERE id = {{}}{self.db.lock_for_update}",
                 session_id,
             )
             current = _checked(current, expected_version)
+            moves = new_parent is not None and new_parent != current["parent"]
+            if moves and self.db.is_postgres and not parent_lock:
+                raise _ParentLockNeeded
             if merge_json:
                 for name in JSON_FIELDS & values.keys():
                     stored = current[name]
                     before = orjson.loads(stored) if stored is not None else None
                     values[name] = validation.merge_patch(before, values[name])
-            if new_parent is not None and new_parent != current["parent"]:
+            if new_parent is not None and moves:
                 await self._check_parent(session_id, new_parent)
-            row = await self._write(session_id, values)
-        await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
-        return row
+            return await self._write(session_id, values)
 
     async def _unchanged(self, session_id: UUID, expected_version: int | None) -> Row:
         return _checked(await self.get(session_id), expected_version)
@@ -328,7 +354,7 @@ class SessionService(SessionReads):
                 # Waits for parent changes in flight: a child attached to this session while it
                 # is being deleted would otherwise lose its parent to ON DELETE SET NULL, with
                 # no version bump and no event.
-                await self.db.execute("SELECT pg_advisory_xact_lock({})", _PARENT_LOCK)
+                await self.db.execute("SELECT pg_advisory_xact_lock({})", PARENT_LOCK)
             current = await self.db.fetchrow(
                 f"SELECT {COLUMNS} FROM session WHERE id = {{}}{self.db.lock_for_update}",
                 session_id,
