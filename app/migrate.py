@@ -15,7 +15,7 @@ from app.tables import Session
 
 APP_NAME = "session_inbox"
 # Any constant: several server processes starting at once take turns at migrating.
-_MIGRATION_LOCK = 0x5E5510
+MIGRATION_LOCK = 0x5E5510
 
 
 class MigrationError(RuntimeError):
@@ -40,7 +40,7 @@ async def migrate(engine: Engine[Any]) -> str:
         if isinstance(engine, PostgresEngine):
             lock = await engine.get_new_connection()
             try:
-                await lock.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+                await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
                 result = await run_forwards(app_name=APP_NAME)
             finally:
                 await lock.close()

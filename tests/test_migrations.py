@@ -19,7 +19,7 @@ import pytest
 
 from app.config import load_settings
 from app.db import Database, IntegrityError, make_engine
-from app.migrate import _MIGRATION_LOCK, migrate
+from app.migrate import MIGRATION_LOCK, migrate
 from tests.conftest import POSTGRES_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ async def test_migrations_wait_for_another_process_longer_than_the_statement_tim
     )
     holder = await asyncpg.connect(empty_postgres)
     try:
-        await holder.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         waiting = asyncio.create_task(migrate(make_engine(settings, for_migrations=True)))
         deadline = time.monotonic() + 10
         while not await holder.fetchval(
@@ -177,7 +177,7 @@ async def test_migrations_wait_for_another_process_longer_than_the_statement_tim
             await asyncio.sleep(0.02)
         # Held well past the statement timeout before letting go.
         await asyncio.sleep(0.5)
-        await holder.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         report = await asyncio.wait_for(waiting, timeout=30)
     finally:
         await holder.close()
