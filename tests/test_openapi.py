@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from app import openapi, validation
+from app import validation
 from app.errors import InvalidInput
 from app.naming import is_valid_branch, is_valid_title
-from app.rest import DEFAULT_LIMIT, MAX_LIMIT
+from app.rest import DEFAULT_LIMIT, MAX_LIMIT, openapi
 from tests.conftest import SessionFactory
 
 DOCUMENT = openapi.document(default_limit=DEFAULT_LIMIT, max_limit=MAX_LIMIT)

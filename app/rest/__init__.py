@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app import openapi, validation
+from app import validation
 from app.db import DatabaseBusy, Row
 from app.errors import DomainError, ErrorCode, InvalidInput, VersionConflict
 from app.listing import NEWEST_FIRST, SessionFilter, decode_cursor
+from app.rest import openapi
 from app.service import SessionService
 from app.state import AppState
 
