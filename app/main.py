@@ -21,6 +21,7 @@ from app.events import LocalEvents
 from app.graphql.view import graphql_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
+from app.rest import docs
 from app.service import SessionService
 from app.state import AppState
 
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     return Starlette(
-        routes=[*rest.routes, graphql_route(settings)],
+        routes=[*rest.routes, *docs.routes, graphql_route(settings)],
         middleware=[
             Middleware(
                 CORSMiddleware,
