@@ -1,14 +1,13 @@
-"""The input types, and their translation into the service's terms."""
+"""The query inputs (filter, order), and their translation into the service's terms. The
+mutations' inputs are derived from the declaration, in `commands`."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 import strawberry
-from strawberry.scalars import JSON
 
 from app import listing, tables
 from app.errors import InvalidInput
@@ -62,45 +61,3 @@ class SessionOrder:
 
     def to_domain(self) -> listing.SessionOrder:
         return listing.SessionOrder(self.field, descending=self.direction is SortDirection.DESC)
-
-
-@strawberry.input
-class CreateSessionInput:
-    repo: str
-    target_branch: str
-    messages: JSON | None = strawberry.UNSET
-    parent_id: UUID | None = strawberry.UNSET
-    idempotency_key: str | None = strawberry.UNSET
-
-
-@strawberry.input(
-    description="An omitted field stays as it is; an explicit null clears a nullable field."
-)
-class UpdateSessionInput:
-    repo: str | None = strawberry.UNSET
-    target_branch: str | None = strawberry.UNSET
-    messages: JSON | None = strawberry.UNSET
-    inbox_status: tables.InboxStatus | None = strawberry.UNSET
-    sbx_config: JSON | None = strawberry.UNSET
-    parent_id: UUID | None = strawberry.UNSET
-    title: str | None = strawberry.UNSET
-    branch: str | None = strawberry.UNSET
-    expected_version: int | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="When given and stale: VERSION_CONFLICT, nothing changed.",
-    )
-
-    def changes(self) -> dict[str, Any]:
-        """The fields the client gave (explicit nulls included), by the service's names."""
-        changes: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is not strawberry.UNSET and field.name != "expected_version":
-                changes[SERVICE_NAMES.get(field.name, field.name)] = value
-        return changes
-
-
-# Where an input's Python name differs from the service's.
-SERVICE_NAMES = {"parent_id": "parent"}
-# Fields that may be left out of an update but cannot be cleared.
-NOT_NULL = frozenset({"repo", "target_branch", "title", "branch", "inbox_status"})

@@ -10,9 +10,9 @@ from uuid import UUID
 
 from strawberry.dataloader import DataLoader
 
-from app.db import Row
 from app.errors import InvalidInput
 from app.listing import Page
+from app.model import Session
 from app.service import SessionService
 
 # A page of children: (parent id, first, after).
@@ -25,12 +25,12 @@ class Loaders:
 
     def __init__(self, service: SessionService) -> None:
         self._service = service
-        self.session: DataLoader[UUID, Row | None] = DataLoader(load_fn=self._sessions)
+        self.session: DataLoader[UUID, Session | None] = DataLoader(load_fn=self._sessions)
         self.children: DataLoader[ChildrenKey, Page] = DataLoader(load_fn=self._children)
         self.child_count: DataLoader[UUID, int] = DataLoader(load_fn=self._child_counts)
-        self.ancestors: DataLoader[UUID, list[Row]] = DataLoader(load_fn=self._ancestors)
+        self.ancestors: DataLoader[UUID, list[Session]] = DataLoader(load_fn=self._ancestors)
 
-    async def _sessions(self, ids: list[UUID]) -> list[Row | None]:
+    async def _sessions(self, ids: list[UUID]) -> list[Session | None]:
         rows = await self._service.get_many(ids)
         return [rows.get(session_id) for session_id in ids]
 
@@ -53,6 +53,6 @@ class Loaders:
         counts = await self._service.children_counts(parents)
         return [counts[parent] for parent in parents]
 
-    async def _ancestors(self, ids: list[UUID]) -> list[list[Row]]:
+    async def _ancestors(self, ids: list[UUID]) -> list[list[Session]]:
         chains = await self._service.ancestors_many(ids)
         return [chains[session_id] for session_id in ids]

@@ -4,15 +4,24 @@ concerns and a message, beside a null `session` or `deletedId`."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
-from strawberry.utils.str_converters import to_camel_case
 
-from app.errors import DomainError, ErrorCode
+from app.errors import DomainError, ErrorCode, InvalidInput
+from app.graphql.commands import (
+    CreateFields,
+    CreateSessionInput,
+    UpdateFields,
+    UpdateSessionInput,
+    command,
+)
 from app.graphql.context import Info
-from app.graphql.inputs import NOT_NULL, CreateSessionInput, UpdateSessionInput, given
+from app.graphql.inputs import given
 from app.graphql.types import Session
+from app.model import NewSession, SessionChanges
 
 
 @strawberry.enum
@@ -52,80 +61,57 @@ class DeleteSessionPayload:
     user_errors: list[UserError]
 
 
-# The input field behind each service field whose GraphQL name is not its camel case.
-_INPUT_NAMES = {"parent": "parentId", "version": "expectedVersion"}
-_CREATE_FIELDS = frozenset({"repo", "targetBranch", "messages", "parentId", "idempotencyKey"})
-_UPDATE_FIELDS = frozenset(
-    {
-        "repo",
-        "targetBranch",
-        "messages",
-        "inboxStatus",
-        "sbxConfig",
-        "parentId",
-        "title",
-        "branch",
-        "expectedVersion",
-    }
-)
-
-
-def _user_error(error: DomainError, input_fields: frozenset[str] = frozenset()) -> UserError:
-    """`error` as a `UserError` whose `field` is the path of the argument it concerns."""
+def _user_error(error: DomainError, names: Mapping[str, str] | None = None) -> UserError:
+    """`error` as a `UserError` whose `field` is the path of the input field it concerns (`names`
+    are the input's `NAMES`), or `["id"]` for a session not found."""
     field: list[str] | None = None
-    if error.field is not None:
-        name = _INPUT_NAMES.get(error.field) or to_camel_case(error.field)
-        if name in input_fields:
-            field = ["input", name]
+    message = error.message
+    if error.field is not None and names and error.field in names:
+        name = names[error.field]
+        field = ["input", name]
+        # A refused value's message starts with the field's name ("target_branch must not be
+        # empty"): here it is the name the client wrote.
+        if isinstance(error, InvalidInput) and message.startswith(error.field):
+            message = name + message.removeprefix(error.field)
     if field is None and error.code is ErrorCode.NOT_FOUND:
         field = ["id"]
-    return UserError(code=UserErrorCode[error.code.name], field=field, message=error.message)
+    return UserError(code=UserErrorCode[error.code.name], field=field, message=message)
 
 
 @strawberry.type
 class Mutation:
+    # The inputs are classes made at import (see `commands`): strawberry is given the class,
+    # mypy the Protocol that says what a resolver reads of it.
+
     @strawberry.mutation
-    async def create_session(self, info: Info, input: CreateSessionInput) -> CreateSessionPayload:
+    async def create_session(
+        self,
+        info: Info,
+        input: Annotated[CreateFields, strawberry.argument(graphql_type=CreateSessionInput)],
+    ) -> CreateSessionPayload:
         try:
             created = await info.context.service.create(
-                repo=input.repo,
-                target_branch=input.target_branch,
-                messages=given(input.messages),
-                parent=given(input.parent_id),
-                idempotency_key=given(input.idempotency_key),
+                command(NewSession, input), idempotency_key=given(input.idempotency_key)
             )
         except DomainError as error:
-            return CreateSessionPayload(
-                session=None, user_errors=[_user_error(error, _CREATE_FIELDS)]
-            )
+            return CreateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
         return CreateSessionPayload(session=Session.from_row(created.session), user_errors=[])
 
     @strawberry.mutation
     async def update_session(
-        self, info: Info, id: UUID, input: UpdateSessionInput
+        self,
+        info: Info,
+        id: UUID,
+        input: Annotated[UpdateFields, strawberry.argument(graphql_type=UpdateSessionInput)],
     ) -> UpdateSessionPayload:
-        changes = input.changes()
-        cleared = [name for name in NOT_NULL if name in changes and changes[name] is None]
-        if cleared:
-            return UpdateSessionPayload(
-                session=None,
-                user_errors=[
-                    UserError(
-                        code=UserErrorCode.INVALID_INPUT,
-                        field=["input", to_camel_case(name)],
-                        message=f"{to_camel_case(name)} cannot be null",
-                    )
-                    for name in sorted(cleared)
-                ],
-            )
         try:
             row = await info.context.service.update(
-                id, changes, expected_version=given(input.expected_version)
+                id,
+                command(SessionChanges, input),
+                expected_version=given(input.expected_version),
             )
         except DomainError as error:
-            return UpdateSessionPayload(
-                session=None, user_errors=[_user_error(error, _UPDATE_FIELDS)]
-            )
+            return UpdateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
         return UpdateSessionPayload(session=Session.from_row(row), user_errors=[])
 
     @strawberry.mutation

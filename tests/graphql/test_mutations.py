@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.model import SessionChanges
 from app.service import SessionService
 from tests.conftest import SessionFactory
 from tests.graphql.conftest import Run
@@ -108,13 +109,20 @@ async def test_create_parent_not_found(gql: Run) -> None:
         ({"repo": " ", "targetBranch": "main"}, "repo"),
         ({"repo": "acme/app", "targetBranch": ""}, "targetBranch"),
         ({"repo": "acme/app", "targetBranch": "ma\x00in"}, "targetBranch"),
-        ({"repo": "acme/app", "targetBranch": "main", "messages": "hello"}, "messages"),
+        ({"repo": "acme/app", "targetBranch": "main", "messages": "he\x00llo"}, "messages"),
         ({"repo": "acme/app", "targetBranch": "main", "idempotencyKey": ""}, "idempotencyKey"),
     ],
 )
 async def test_create_invalid_input(gql: Run, fields: dict[str, Any], field: str) -> None:
     payload = await create(gql, **fields)
     only_error(payload, "INVALID_INPUT", ["input", field])
+
+
+@pytest.mark.parametrize("messages", ["fix the login", 42, 1.5, True, [], {}])
+async def test_create_takes_any_json_value_as_messages(gql: Run, messages: Any) -> None:
+    payload = await create(gql, repo="acme/app", targetBranch="main", messages=messages)
+    assert payload["userErrors"] == []
+    assert payload["session"]["messages"] == messages
 
 
 async def test_create_without_a_required_field_is_a_graphql_error(gql: Run) -> None:
@@ -163,7 +171,7 @@ async def test_update_leaves_omitted_fields_as_they_are(
 ) -> None:
     parent = await make_session()
     row = await make_session(messages={"content": "Keep me"}, parent=parent["id"])
-    await service.update(row["id"], {"sbx_config": {"image": "node"}})
+    await service.update(row["id"], SessionChanges(sbx_config={"image": "node"}))
 
     session = (await update(gql, row["id"], title="Only the title"))["session"]
 
@@ -180,7 +188,7 @@ async def test_update_explicit_null_clears_nullable_fields(
 ) -> None:
     parent = await make_session()
     row = await make_session(parent=parent["id"])
-    await service.update(row["id"], {"sbx_config": {"image": "node"}})
+    await service.update(row["id"], SessionChanges(sbx_config={"image": "node"}))
 
     session = (await update(gql, row["id"], messages=None, sbxConfig=None, parentId=None))[
         "session"
@@ -208,7 +216,8 @@ async def test_update_null_for_a_required_field_is_invalid_input(
         ({"title": "two\nlines"}, "title"),
         ({"branch": "bad..branch"}, "branch"),
         ({"repo": ""}, "repo"),
-        ({"messages": 42}, "messages"),
+        ({"messages": {"content": "\x00"}}, "messages"),
+        ({"sbxConfig": ["\x00"]}, "sbxConfig"),
     ],
 )
 async def test_update_invalid_input(
@@ -217,6 +226,27 @@ async def test_update_invalid_input(
     row = await make_session()
     payload = await update(gql, row["id"], **fields)
     only_error(payload, "INVALID_INPUT", ["input", field])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("messages", "hi"), ("sbxConfig", 3), ("sbxConfig", False)]
+)
+async def test_update_takes_any_json_value(
+    gql: Run, make_session: SessionFactory, field: str, value: Any
+) -> None:
+    row = await make_session()
+    session = (await update(gql, row["id"], **{field: value}))["session"]
+    assert session[field] == value
+
+
+async def test_update_messages_are_named_by_graphql_names(
+    gql: Run, make_session: SessionFactory
+) -> None:
+    row = await make_session()
+    payload = await update(gql, row["id"], targetBranch=" ")
+    assert only_error(payload, "INVALID_INPUT", ["input", "targetBranch"]).startswith(
+        "targetBranch "
+    )
 
 
 async def test_update_with_the_current_version(gql: Run, make_session: SessionFactory) -> None:
@@ -229,7 +259,7 @@ async def test_update_version_conflict_changes_nothing(
     gql: Run, make_session: SessionFactory, service: SessionService
 ) -> None:
     row = await make_session()
-    await service.update(row["id"], {"title": "Someone else's"})
+    await service.update(row["id"], SessionChanges(title="Someone else's"))
 
     payload = await update(gql, row["id"], title="Mine", expectedVersion=1)
 
@@ -307,7 +337,7 @@ async def test_unexpected_errors_are_masked_and_logged(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken(**_fields: Any) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("connection to 10.0.0.7 refused: password=hunter2")
 
     monkeypatch.setattr(service, "create", broken)

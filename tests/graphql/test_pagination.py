@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from app.db import Database
+from app.model import SessionChanges
 from app.service import SessionService
+from app.tables import InboxStatus
 from tests.conftest import SessionFactory
 from tests.graphql.conftest import Run
 
@@ -92,7 +94,9 @@ async def test_walks_have_no_duplicate_and_no_gap_while_sessions_are_inserted(
             rows[row["id"]] = row
     # Touched sessions move in updated_at order away from their creation order.
     for session_id in rng.sample(sorted(rows, key=str), 25):
-        rows[session_id] = dict(await service.update(session_id, {"inbox_status": "pending"}))
+        rows[session_id] = dict(
+            await service.update(session_id, SessionChanges(inbox_status=InboxStatus.PENDING))
+        )
     expected = [
         str(row["id"])
         for row in sorted(rows.values(), key=lambda r: (r[key], str(r["id"])), reverse=descending)

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from app.db import Database
+from app.model import SessionChanges
 from app.service import SessionService
+from app.tables import InboxStatus
 from tests.conftest import SessionFactory
 from tests.graphql.conftest import Run
 
@@ -44,7 +46,7 @@ async def test_session_has_every_field_of_the_contract(
     row = await make_session(
         messages=[{"role": "user", "content": "Fix the login redirect"}], parent=parent["id"]
     )
-    row = dict(await service.update(row["id"], {"sbx_config": {"image": "python:3.13"}}))
+    row = dict(await service.update(row["id"], SessionChanges(sbx_config={"image": "python:3.13"})))
 
     data = (await gql(SESSION, id=str(row["id"]))).ok()
 
@@ -127,8 +129,8 @@ async def test_filter_by_inbox_status(
     gql: Run, make_session: SessionFactory, service: SessionService
 ) -> None:
     active, done, archived = [await make_session() for _ in range(3)]
-    await service.update(done["id"], {"inbox_status": "completed"})
-    await service.update(archived["id"], {"inbox_status": "archived"})
+    await service.update(done["id"], SessionChanges(inbox_status=InboxStatus.COMPLETED))
+    await service.update(archived["id"], SessionChanges(inbox_status=InboxStatus.ARCHIVED))
 
     found = await ids_of(gql, filter={"inboxStatus": ["COMPLETED", "ARCHIVED"]})
     assert sorted(found) == sorted([str(done["id"]), str(archived["id"])])
@@ -209,7 +211,9 @@ async def test_order_by(
 ) -> None:
     rows = [await make_session(messages={"content": f"Task {name}"}) for name in "cab"]
     # Touch the oldest, so updated_at order differs from created_at order.
-    rows[0] = dict(await service.update(rows[0]["id"], {"inbox_status": "pending"}))
+    rows[0] = dict(
+        await service.update(rows[0]["id"], SessionChanges(inbox_status=InboxStatus.PENDING))
+    )
     expected = sorted(rows, key=lambda row: (row[key], str(row["id"])), reverse=reverse)
 
     assert await ids_of(gql, orderBy=order_by) == [str(row["id"]) for row in expected]
