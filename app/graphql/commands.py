@@ -25,6 +25,10 @@ from strawberry.utils.str_converters import to_camel_case
 
 from app import model
 from app.errors import InvalidInput
+
+# Strawberry takes an enum it meets unregistered for a new one: the domain's enums are
+# registered, with their descriptions, before the inputs below refer to them.
+from app.graphql import enums  # noqa: F401
 from app.model import C
 
 # The session's fields whose GraphQL name is not their camel case: in GraphQL, `parent` is the

@@ -9,9 +9,9 @@ from uuid import UUID
 
 import strawberry
 
-from app import listing, tables
+from app import listing
 from app.errors import InvalidInput
-from app.graphql.types import SortDirection
+from app.graphql.enums import InboxStatus, SessionSortField, SortDirection
 
 T = TypeVar("T")
 
@@ -28,17 +28,31 @@ def _filter_text(name: str, value: str | None) -> str | None:
     return value
 
 
-@strawberry.input
+@strawberry.input(description="Which sessions to list: those that match every field given.")
 class SessionFilter:
-    inbox_status: list[tables.InboxStatus] | None = strawberry.UNSET
-    repo: str | None = strawberry.UNSET
-    parent_id: UUID | None = strawberry.UNSET
-    is_root: bool | None = strawberry.UNSET
-    title_contains: str | None = strawberry.field(
-        default=strawberry.UNSET, description="Case-insensitive."
+    inbox_status: list[InboxStatus] | None = strawberry.field(
+        default=strawberry.UNSET, description="Sessions in any of these statuses."
     )
-    created_after: datetime | None = strawberry.UNSET
-    created_before: datetime | None = strawberry.UNSET
+    repo: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Sessions of this repository (the exact text)."
+    )
+    parent_id: UUID | None = strawberry.field(
+        default=strawberry.UNSET, description="The children of this session."
+    )
+    is_root: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="true: sessions without a parent; false: sessions with one.",
+    )
+    title_contains: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Sessions whose title contains this text, in any letter case.",
+    )
+    created_after: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="Sessions created after this time (not at it)."
+    )
+    created_before: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="Sessions created before this time (not at it)."
+    )
 
     def to_domain(self) -> listing.SessionFilter:
         """The service's filter; InvalidInput for a value no session can have."""
@@ -54,10 +68,14 @@ class SessionFilter:
         )
 
 
-@strawberry.input
+@strawberry.input(description="The order of a list of sessions; newest first unless told.")
 class SessionOrder:
-    field: listing.SortField = listing.SortField.CREATED_AT
-    direction: SortDirection = SortDirection.DESC
+    field: SessionSortField = strawberry.field(
+        default=SessionSortField.CREATED_AT, description="What the sessions are ordered by."
+    )
+    direction: SortDirection = strawberry.field(
+        default=SortDirection.DESC, description="Which end comes first."
+    )
 
     def to_domain(self) -> listing.SessionOrder:
         return listing.SessionOrder(self.field, descending=self.direction is SortDirection.DESC)

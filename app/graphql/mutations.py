@@ -3,7 +3,6 @@ concerns and a message, beside a null `session` or `deletedId`."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Annotated
 from uuid import UUID
@@ -19,46 +18,47 @@ from app.graphql.commands import (
     command,
 )
 from app.graphql.context import Info
+from app.graphql.enums import UserErrorCode
 from app.graphql.inputs import given
 from app.graphql.types import Session
 from app.model import NewSession, SessionChanges
 
 
-@strawberry.enum
-class UserErrorCode(enum.Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_INPUT = "INVALID_INPUT"
-    PARENT_NOT_FOUND = "PARENT_NOT_FOUND"
-    PARENT_CYCLE = "PARENT_CYCLE"
-    VERSION_CONFLICT = "VERSION_CONFLICT"
-    BRANCH_TAKEN = "BRANCH_TAKEN"
-    IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
-    NOT_A_LIST = "NOT_A_LIST"
-
-
-@strawberry.type
+@strawberry.type(description="Why a mutation changed nothing.")
 class UserError:
-    code: UserErrorCode
-    field: list[str] | None
-    message: str
+    code: UserErrorCode = strawberry.field(description="The reason, for a program.")
+    field: list[str] | None = strawberry.field(
+        description='The path of the argument it concerns, e.g. `["input", "title"]` '
+        'or `["id"]`; null when it concerns no one argument.'
+    )
+    message: str = strawberry.field(description="The reason, for a person.")
 
 
-@strawberry.type
+_SESSION = "The session as it is now; null when there are `userErrors`."
+_ERRORS = "Why nothing was changed; empty when it was."
+
+
+@strawberry.type(description="What `createSession` did.")
 class CreateSessionPayload:
-    session: Session | None
-    user_errors: list[UserError]
+    session: Session | None = strawberry.field(
+        description="The new session (or the first one made with the same `idempotencyKey`); "
+        "null when there are `userErrors`."
+    )
+    user_errors: list[UserError] = strawberry.field(description=_ERRORS)
 
 
-@strawberry.type
+@strawberry.type(description="What `updateSession` did.")
 class UpdateSessionPayload:
-    session: Session | None
-    user_errors: list[UserError]
+    session: Session | None = strawberry.field(description=_SESSION)
+    user_errors: list[UserError] = strawberry.field(description=_ERRORS)
 
 
-@strawberry.type
+@strawberry.type(description="What `deleteSession` did.")
 class DeleteSessionPayload:
-    deleted_id: UUID | None
-    user_errors: list[UserError]
+    deleted_id: UUID | None = strawberry.field(
+        description="The id of the deleted session; null when there are `userErrors`."
+    )
+    user_errors: list[UserError] = strawberry.field(description=_ERRORS)
 
 
 def _user_error(error: DomainError, names: Mapping[str, str] | None = None) -> UserError:
@@ -78,46 +78,70 @@ def _user_error(error: DomainError, names: Mapping[str, str] | None = None) -> U
     return UserError(code=UserErrorCode[error.code.name], field=field, message=message)
 
 
-@strawberry.type
+_ID = "The session's id."
+
+# The resolvers are module functions handed to `strawberry.mutation(resolver=...)`: the decorator
+# form with a description is untyped for mypy. Their inputs are classes made at import (see
+# `commands`): strawberry is given the class, mypy the Protocol that says what a resolver reads.
+
+
+async def _create_session(
+    info: Info,
+    input: Annotated[
+        CreateFields,
+        strawberry.argument(graphql_type=CreateSessionInput, description="The session."),
+    ],
+) -> CreateSessionPayload:
+    try:
+        created = await info.context.service.create(
+            command(NewSession, input), idempotency_key=given(input.idempotency_key)
+        )
+    except DomainError as error:
+        return CreateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
+    return CreateSessionPayload(session=Session.from_row(created.session), user_errors=[])
+
+
+async def _update_session(
+    info: Info,
+    id: Annotated[UUID, strawberry.argument(description=_ID)],
+    input: Annotated[
+        UpdateFields,
+        strawberry.argument(graphql_type=UpdateSessionInput, description="The change."),
+    ],
+) -> UpdateSessionPayload:
+    try:
+        row = await info.context.service.update(
+            id, command(SessionChanges, input), expected_version=given(input.expected_version)
+        )
+    except DomainError as error:
+        return UpdateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
+    return UpdateSessionPayload(session=Session.from_row(row), user_errors=[])
+
+
+async def _delete_session(
+    info: Info, id: Annotated[UUID, strawberry.argument(description=_ID)]
+) -> DeleteSessionPayload:
+    try:
+        row = await info.context.service.delete(id)
+    except DomainError as error:
+        return DeleteSessionPayload(deleted_id=None, user_errors=[_user_error(error)])
+    return DeleteSessionPayload(deleted_id=row["id"], user_errors=[])
+
+
+@strawberry.type(description="What can be changed.")
 class Mutation:
-    # The inputs are classes made at import (see `commands`): strawberry is given the class,
-    # mypy the Protocol that says what a resolver reads of it.
-
-    @strawberry.mutation
-    async def create_session(
-        self,
-        info: Info,
-        input: Annotated[CreateFields, strawberry.argument(graphql_type=CreateSessionInput)],
-    ) -> CreateSessionPayload:
-        try:
-            created = await info.context.service.create(
-                command(NewSession, input), idempotency_key=given(input.idempotency_key)
-            )
-        except DomainError as error:
-            return CreateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
-        return CreateSessionPayload(session=Session.from_row(created.session), user_errors=[])
-
-    @strawberry.mutation
-    async def update_session(
-        self,
-        info: Info,
-        id: UUID,
-        input: Annotated[UpdateFields, strawberry.argument(graphql_type=UpdateSessionInput)],
-    ) -> UpdateSessionPayload:
-        try:
-            row = await info.context.service.update(
-                id,
-                command(SessionChanges, input),
-                expected_version=given(input.expected_version),
-            )
-        except DomainError as error:
-            return UpdateSessionPayload(session=None, user_errors=[_user_error(error, input.NAMES)])
-        return UpdateSessionPayload(session=Session.from_row(row), user_errors=[])
-
-    @strawberry.mutation
-    async def delete_session(self, info: Info, id: UUID) -> DeleteSessionPayload:
-        try:
-            row = await info.context.service.delete(id)
-        except DomainError as error:
-            return DeleteSessionPayload(deleted_id=None, user_errors=[_user_error(error)])
-        return DeleteSessionPayload(deleted_id=row["id"], user_errors=[])
+    create_session: CreateSessionPayload = strawberry.mutation(
+        resolver=_create_session,
+        description="Creates a session, ACTIVE, named by the server from its repo, target "
+        "branch and messages.",
+    )
+    update_session: UpdateSessionPayload = strawberry.mutation(
+        resolver=_update_session,
+        description="Changes the fields given in `input`, and adds one to `version`. An "
+        "`input` with no field changes nothing.",
+    )
+    delete_session: DeleteSessionPayload = strawberry.mutation(
+        resolver=_delete_session,
+        description="Deletes a session. Its children stay, without a parent (their `parentId` "
+        "becomes null).",
+    )

@@ -1,8 +1,8 @@
 """The custom scalars, by the contract's names: `UUID`, `JSON` and `DateTime`.
 
-Strawberry's own definitions are replaced where they would print more than `scalar <Name>` (a
-description, `@specifiedBy`), and `DateTime` refuses a time without an offset, which the
-database could only guess.
+Each is described for GraphiQL's docs pane and names its format's specification
+(`@specifiedBy`); `DateTime` refuses a time without an offset, which the database could only
+guess.
 
 A value a scalar refuses raises `GraphQLError`, not `ValueError`: graphql-core then reports it
 as the client's mistake, in a literal (`session(id: "nope")`, refused at validation) as in a
@@ -81,14 +81,28 @@ def _literal(name: str, parse: Callable[[object], T]) -> Callable[..., T]:
 SCALARS: dict[object, ScalarDefinition] = {
     UUID: strawberry.scalar(
         name="UUID",
+        description="A UUID as text, e.g. `0e9a8d3c-5b7f-4d2a-9c61-3f0b2a7e4d15`; a session's "
+        "id is a version 4 UUID.",
+        specified_by_url="https://www.rfc-editor.org/rfc/rfc9562",
         serialize=str,
         parse_value=_parse_uuid,
         parse_literal=_literal("UUID", _parse_uuid),
     ),
-    JSON: strawberry.scalar(name="JSON", serialize=_identity, parse_value=_identity),
+    JSON: strawberry.scalar(
+        name="JSON",
+        description="Any JSON value: an object, an array, a string, a number, a boolean or "
+        "null; as a literal in a document, written in GraphQL's syntax.",
+        specified_by_url="https://www.rfc-editor.org/rfc/rfc8259",
+        serialize=_identity,
+        parse_value=_identity,
+    ),
     # ISO 8601 with the offset, as the database returns it: 2026-11-26T08:00:00.123456+00:00.
     datetime: strawberry.scalar(
         name="DateTime",
+        description="A date and time with its UTC offset (RFC 3339), e.g. "
+        "`2026-11-26T08:00:00.123456+00:00`; served in UTC. A time without an offset is "
+        "refused.",
+        specified_by_url="https://www.rfc-editor.org/rfc/rfc3339",
         serialize=datetime.isoformat,
         parse_value=_parse_datetime,
         parse_literal=_literal("DateTime", _parse_datetime),

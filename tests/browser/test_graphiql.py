@@ -13,9 +13,10 @@ import httpx
 import pytest
 from playwright.async_api import Page
 
+from app import model
 from app.config import load_settings
 from app.main import create_app
-from tests.browser.conftest import run_graphiql_query, serve_on_loopback
+from tests.browser.conftest import page_log, run_graphiql_query, serve_on_loopback
 from tests.conftest import POSTGRES_SERVER
 
 pytestmark = pytest.mark.browser
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.browser
 CREATE = """mutation ($input: CreateSessionInput!) {
   createSession(input: $input) { session { title } userErrors { message } }
 }"""
+TIMEOUT_MS = 15_000
 TASKS = ("Fix the login redirect", "Write the release notes", "Speed up the test suite")
 
 
@@ -79,3 +81,34 @@ async def test_graphiql_runs_a_sessions_query(server: str, browser_page: Page) -
     pane = browser_page.locator(".graphiql-response")
     for title in TASKS:
         await pane.get_by_text(title).wait_for()
+
+
+async def test_graphiql_docs_show_the_descriptions(server: str, browser_page: Page) -> None:
+    page = browser_page
+    try:
+        await page.goto(f"{server}/graphql", timeout=TIMEOUT_MS)
+        await page.get_by_role("button", name="Show Documentation Explorer").click(
+            timeout=TIMEOUT_MS
+        )
+        docs = page.locator(".graphiql-doc-explorer")
+        await docs.locator(".graphiql-doc-explorer-type-name", has_text="Query").first.click(
+            timeout=TIMEOUT_MS
+        )
+        await docs.get_by_text("The session with this id, or null").wait_for(timeout=TIMEOUT_MS)
+        await docs.locator(".graphiql-doc-explorer-field-name", has_text="session").first.click(
+            timeout=TIMEOUT_MS
+        )
+        await docs.locator(".graphiql-doc-explorer-type-name", has_text="Session").first.click(
+            timeout=TIMEOUT_MS
+        )
+        # A session's fields, as the declaration describes them.
+        for name in ("repo", "parent", "version"):
+            first_words = model.describe(name).split("`")[0]
+            await docs.get_by_text(first_words).first.wait_for(timeout=TIMEOUT_MS)
+        # A scalar's page, reached from the `id` field.
+        await docs.locator(".graphiql-doc-explorer-type-name", has_text="UUID").first.click(
+            timeout=TIMEOUT_MS
+        )
+        await docs.get_by_text("A UUID as text").wait_for(timeout=TIMEOUT_MS)
+    except Exception as error:
+        raise AssertionError(f"{error}\n{page_log(page).describe()}") from error

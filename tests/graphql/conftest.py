@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import strawberry
+from graphql import get_introspection_query
 
 from app.db import Database
 from app.graphql.context import Context
@@ -43,6 +44,18 @@ Run = Callable[..., Awaitable[Result]]
 @pytest.fixture(scope="session")
 def schema() -> strawberry.Schema:
     return build_schema()
+
+
+# The schema's types as introspection gives them (what GraphiQL reads), by name.
+Types = dict[str, dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+async def types(schema: strawberry.Schema) -> Types:
+    result = await schema.execute(get_introspection_query(descriptions=True, specified_by_url=True))
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    return {type_["name"]: type_ for type_ in result.data["__schema"]["types"]}
 
 
 @pytest.fixture
