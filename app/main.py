@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if settings.run_migrations:
             report = await migrate(make_engine(settings, for_migrations=True))
-            log.info("migrations: %s", report.replace("\n", " | "))
+            log.info("%s", report)
         engine = make_engine(settings)
         bind_engine(engine)
         db = Database(engine)

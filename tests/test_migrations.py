@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -16,14 +19,23 @@ from typing import Any
 
 import asyncpg
 import pytest
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
+from piccolo.apps.migrations.commands.forwards import run_forwards
 
 from app.config import load_settings
 from app.db import Database, IntegrityError, make_engine
-from app.migrate import MIGRATION_LOCK, migrate
+from app.main import create_app
+from app.migrate import APP_NAME, MIGRATION_LOCK, MigrationReport, bind_engine, migrate
+from app.piccolo_app import APP_CONFIG
 from tests.conftest import POSTGRES_SERVER
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The ids of the migrations in piccolo_migrations/, found as Piccolo finds them, in the order
+# it applies them.
+MIGRATION_IDS = tuple(
+    sorted(BaseMigrationManager().get_migration_modules(APP_CONFIG.resolved_migrations_folder_path))
+)
 
 
 async def _insert(db: Database, **overrides: Any) -> uuid.UUID:
@@ -123,12 +135,39 @@ def empty_database(request: pytest.FixtureRequest, empty_postgres: str, tmp_sqli
     return empty_postgres if request.param == "postgres" else tmp_sqlite_url
 
 
-async def test_migrate_applies_once_then_has_nothing_to_do(empty_database: str) -> None:
+async def test_migrate_reports_what_it_applied_then_that_nothing_was_pending(
+    empty_database: str,
+) -> None:
     settings = replace(load_settings(environ={}, env_file=None), database_url=empty_database)
     first = await migrate(make_engine(settings))
-    assert "Running 2 migrations" in first
+    assert first == MigrationReport(applied=MIGRATION_IDS, total=len(MIGRATION_IDS))
+    assert str(first) == f"applied 2 migrations: {MIGRATION_IDS[0]}, {MIGRATION_IDS[1]}"
     second = await migrate(make_engine(settings))
-    assert "No migrations need to be run" in second
+    assert second == MigrationReport(applied=(), total=len(MIGRATION_IDS))
+    assert str(second) == "schema up to date (2 migrations)"
+
+
+async def test_migrate_reports_only_the_migrations_that_were_pending(empty_database: str) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=empty_database)
+    bind_engine(make_engine(settings))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert (await run_forwards(APP_NAME, migration_id=MIGRATION_IDS[0])).success
+    report = await migrate(make_engine(settings))
+    assert report == MigrationReport(applied=MIGRATION_IDS[1:], total=len(MIGRATION_IDS))
+    assert str(report) == f"applied 1 migration: {MIGRATION_IDS[1]}"
+
+
+async def test_first_start_logs_the_migrations_it_applied(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=empty_database)
+    app = create_app(settings)
+    with caplog.at_level(logging.INFO, logger="app.main"):
+        async with app.router.lifespan_context(app):
+            pass
+    messages = [record.getMessage() for record in caplog.records if record.name == "app.main"]
+    assert f"applied 2 migrations: {MIGRATION_IDS[0]}, {MIGRATION_IDS[1]}" in messages
+    assert not any("not yet run" in message for message in messages)
 
 
 def _run(command: list[str], database_url: str) -> subprocess.CompletedProcess[str]:
@@ -146,12 +185,13 @@ async def test_piccolo_cli_applies_the_migrations(empty_database: str) -> None:
     assert "False" not in check.stdout
 
 
-async def test_session_inbox_migrate_command(empty_database: str) -> None:
+async def test_session_inbox_migrate_command_prints_the_report(empty_database: str) -> None:
     result = _run([str(BIN / "session-inbox"), "migrate"], empty_database)
     assert result.returncode == 0, result.stderr
-    assert "Running 2 migrations" in result.stdout
+    assert result.stdout == f"applied 2 migrations: {MIGRATION_IDS[0]}, {MIGRATION_IDS[1]}\n"
     again = _run([str(BIN / "session-inbox"), "migrate"], empty_database)
-    assert "No migrations need to be run" in again.stdout
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "schema up to date (2 migrations)\n"
 
 
 async def test_migrations_wait_for_another_process_longer_than_the_statement_timeout(
@@ -181,4 +221,4 @@ async def test_migrations_wait_for_another_process_longer_than_the_statement_tim
         report = await asyncio.wait_for(waiting, timeout=30)
     finally:
         await holder.close()
-    assert "Running 2 migrations" in report
+    assert report.applied == MIGRATION_IDS
