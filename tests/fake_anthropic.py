@@ -16,6 +16,8 @@ what is tested. Each request is recorded with the time it arrived, so waits can 
 - `enqueue(*responses)`: the answers to the next requests, in order.
 - `default`: the answer once the queue is empty: a `FakeResponse`, or a function of the
   `RecordedRequest` returning one. Initially a good tool call (`FakeResponse.tool_use()`).
+- `release()`: lets the answers scripted with `held=True` go, those waiting and any later ones;
+  until then they wait for it however long it takes (or for `stop()`).
 - `requests`: every request received so far (a copy), as `RecordedRequest`s, in order;
   `wait_for_requests(n, timeout_s)` waits until there are at least n (from a thread), and
   `await requests_arrived(n, timeout_s)` does the same from async code.
@@ -97,12 +99,14 @@ Body = Any | Callable[[RecordedRequest], Any]
 @dataclass(frozen=True)
 class FakeResponse:
     """One scripted answer. `body` is JSON (or a function of the request returning JSON), or
-    `str`/`bytes` sent as they are; `delay_s` holds the answer back (until `stop()` at most)."""
+    `str`/`bytes` sent as they are; `delay_s` holds the answer back (until `stop()` at most), and
+    `held` until the test calls `release()` (or `stop()`)."""
 
     status: int = 200
     body: Body = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    held: bool = False
 
     @classmethod
     def tool_use(
@@ -176,6 +180,7 @@ class FakeAnthropic:
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._released: asyncio.Event | None = None
         self._url: str | None = None
 
     @property
@@ -198,6 +203,12 @@ class FakeAnthropic:
             if not self._changed.wait_for(lambda: len(self._requests) >= count, timeout_s):
                 raise AssertionError(f"{len(self._requests)} requests after {timeout_s} s")
             return list(self._requests)
+
+    def release(self) -> None:
+        """Let every answer scripted with `held=True` go, now and from now on."""
+        assert self._loop is not None, "the server is not started"
+        assert self._released is not None
+        self._loop.call_soon_threadsafe(self._released.set)
 
     async def requests_arrived(self, count: int, timeout_s: float = 5.0) -> list[RecordedRequest]:
         """`wait_for_requests` for async tests: it leaves the event loop free to send them."""
@@ -238,6 +249,7 @@ class FakeAnthropic:
             return
         self._server.should_exit = True
         self._loop.call_soon_threadsafe(self._stopping.set)
+        self.release()
         assert self._thread is not None
         self._thread.join(timeout=_START_TIMEOUT_S)
         if self._thread.is_alive():
@@ -260,6 +272,7 @@ class FakeAnthropic:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._released = asyncio.Event()
         assert self._server is not None
         assert self._socket is not None
         await self._server.serve(sockets=[self._socket])
@@ -287,6 +300,9 @@ class FakeAnthropic:
             assert self._stopping is not None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), scripted.delay_s)
+        if scripted.held:
+            assert self._released is not None
+            await self._released.wait()
         body = scripted.body(recorded) if callable(scripted.body) else scripted.body
         if isinstance(body, str):
             content, media_type = body.encode(), "text/plain"
