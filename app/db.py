@@ -1,6 +1,7 @@
-"""The database handle: a Piccolo engine for PostgreSQL or SQLite, and the few places where the
-two dialects differ. SQL is written with Piccolo's `{}` placeholders and runs inside Piccolo's
-transactions, so one statement text serves both engines."""
+"""The database handle: a Piccolo engine for PostgreSQL or SQLite, its transactions, and streams
+on connections of their own. It runs what it is given; the statements themselves, and what the
+two dialects say differently, are in `app.store`. Ad-hoc SQL (tests, maintenance) is written
+with Piccolo's `{}` placeholders."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def make_engine(settings: Settings | None = None, *, for_migrations: bool = Fals
 
 
 class Database:
-    """Runs SQL on a Piccolo engine and hides the dialect differences the service cares about."""
+    """Runs queries on a Piccolo engine: in its pool, in its transactions, or streamed."""
 
     def __init__(self, engine: Engine[Any], *, pool_size: int = 10, max_streams: int = 8) -> None:
         self.engine = engine
@@ -65,9 +66,6 @@ class Database:
         # Streams read on connections of their own, so a client that stops reading can never
         # take the pool away from other requests; this bounds how many there are at once.
         self._streams = asyncio.Semaphore(max_streams)
-        # Dialect fragments.
-        self.jsonb_param = "{}::jsonb" if self.is_postgres else "{}"
-        self.lock_for_update = " FOR NO KEY UPDATE" if self.is_postgres else ""
 
     async def open(self) -> None:
         if isinstance(self.engine, PostgresEngine):
@@ -80,16 +78,19 @@ class Database:
         if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
             await self.engine.close_connection_pool()
 
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        rows: list[Row] = await self.engine.run_querystring(QueryString(sql, *args))
+    # A query is a `QueryString` (a bound statement of `app.store`, mostly), or SQL text with
+    # `{}` placeholders for `args`. Rows are typed by the caller, which knows what it selected
+    # (`app.model.Session`, mostly).
+    async def fetch(self, query: str | QueryString, *args: Any) -> list[Any]:
+        rows: list[Any] = await self.engine.run_querystring(_querystring(query, args))
         return rows
 
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        rows = await self.fetch(sql, *args)
+    async def fetchrow(self, query: str | QueryString, *args: Any) -> Any:
+        rows = await self.fetch(query, *args)
         return rows[0] if rows else None
 
-    async def execute(self, sql: str, *args: Any) -> None:
-        await self.engine.run_querystring(QueryString(sql, *args))
+    async def execute(self, query: str | QueryString, *args: Any) -> None:
+        await self.engine.run_querystring(_querystring(query, args))
 
     def transaction(self) -> Any:
         """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so
@@ -120,11 +121,11 @@ class Database:
             raise TypeError(f"unsupported engine {self.engine!r}")
 
     async def stream(
-        self, sql: str, args: Sequence[Any] = (), *, batch_size: int = 500
+        self, query: str | QueryString, args: Sequence[Any] = (), *, batch_size: int = 500
     ) -> AsyncIterator[Row]:
-        """Rows of `sql` from a server-side cursor, `batch_size` at a time, so memory stays flat
-        however many rows there are."""
-        query, query_args = QueryString(sql, *args).compile_string(
+        """Rows of `query` from a server-side cursor, `batch_size` at a time, so memory stays
+        flat however many rows there are."""
+        sql, sql_args = _querystring(query, args).compile_string(
             engine_type=self.engine.engine_type
         )
         try:
@@ -133,7 +134,7 @@ class Database:
             raise DatabaseBusy("too many sessions are being listed at once") from None
         try:
             async with self._stream_connection() as connection:
-                async for row in self._rows(connection, query, query_args, batch_size):
+                async for row in self._rows(connection, sql, sql_args, batch_size):
                     yield row
         finally:
             self._streams.release()
@@ -150,3 +151,11 @@ class Database:
                 while batch := await cursor.fetchmany(batch_size):
                     for row in batch:
                         yield row
+
+
+def _querystring(query: str | QueryString, args: Sequence[Any]) -> QueryString:
+    if isinstance(query, QueryString):
+        if args:
+            raise TypeError("a QueryString carries its own arguments")
+        return query
+    return QueryString(query, *args)

@@ -53,3 +53,7 @@ class BranchTaken(DomainError):
 
 class IdempotencyMismatch(DomainError):
     code = ErrorCode.IDEMPOTENCY_MISMATCH
+
+
+class MalformedId(InvalidInput):
+    """A value given as a UUID that is not one."""

@@ -1,4 +1,5 @@
-"""Filters, sort orders and keyset cursors for listing sessions.
+"""Filters, sort orders and keyset cursors for listing sessions, as data (`app.store.listing`
+turns them into SQL).
 
 A cursor is opaque to clients: base64url of `[field, value, id]` of the row it points at. Rows
 are always ordered by `(field, id)`, so a cursor stays valid however many rows are inserted
@@ -40,6 +41,8 @@ NEWEST_FIRST = SessionOrder()
 
 @dataclass(frozen=True, slots=True)
 class SessionFilter:
+    """Which sessions a listing holds: each condition given is ANDed; None leaves it out."""
+
     inbox_status: tuple[InboxStatus, ...] | None = None
     repo: str | None = None
     parent_id: UUID | None = None
@@ -47,40 +50,6 @@ class SessionFilter:
     title_contains: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-
-    def where(self) -> tuple[list[str], list[Any]]:
-        """SQL conditions (ANDed) with their arguments, in Piccolo's `{}` placeholder style."""
-        conditions: list[str] = []
-        args: list[Any] = []
-        if self.inbox_status is not None:
-            if not self.inbox_status:
-                conditions.append("1 = 0")
-            else:
-                marks = ", ".join("{}" for _ in self.inbox_status)
-                conditions.append(f"inbox_status IN ({marks})")
-                args.extend(status.value for status in self.inbox_status)
-        if self.repo is not None:
-            conditions.append("repo = {}")
-            args.append(self.repo)
-        if self.parent_id is not None:
-            conditions.append("parent = {}")
-            args.append(self.parent_id)
-        if self.is_root is not None:
-            conditions.append("parent IS NULL" if self.is_root else "parent IS NOT NULL")
-        if self.title_contains:
-            conditions.append("lower(title) LIKE {} ESCAPE '\\'")
-            args.append(f"%{_escape_like(self.title_contains.lower())}%")
-        if self.created_after is not None:
-            conditions.append("created_at > {}")
-            args.append(self.created_after)
-        if self.created_before is not None:
-            conditions.append("created_at < {}")
-            args.append(self.created_before)
-        return conditions, args
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +86,6 @@ def decode_cursor(cursor: str, field: SortField, argument: str = "cursor") -> Cu
     if parsed_field is not field:
         raise InvalidInput(f"{argument} was made for another sort order", argument)
     return Cursor(parsed_field, value, parsed_id)
-
-
-def keyset_condition(cursor: Cursor, *, after: bool, descending: bool) -> tuple[str, list[Any]]:
-    """Rows strictly after (or before) `cursor` in the order `(field, id)`."""
-    column = cursor.field.value
-    # Going "after" in a descending order means going to smaller keys.
-    op = "<" if after == descending else ">"
-    condition = f"({column} {op} {{}} OR ({column} = {{}} AND id {op} {{}}))"
-    return condition, [cursor.value, cursor.value, cursor.id]
 
 
 def page_size(value: int | None, argument: str, maximum: int = MAX_PAGE) -> int:

@@ -23,6 +23,15 @@ class InboxStatus(enum.StrEnum):
     COMPLETED = "completed"
     ARCHIVED = "archived"
 
+    @classmethod
+    def _missing_(cls, value: object) -> InboxStatus | None:
+        # Read in any letter case, around whitespace: "Active" is what older clients send.
+        if isinstance(value, str):
+            folded = value.strip().lower()
+            if folded != value:
+                return cls._value2member_map_.get(folded)  # type: ignore[return-value]
+        return None
+
 
 class Session(Table, tablename="session"):
     """One unit of agent work. The CHECK constraints, the `(repo, branch)` unique index and the

@@ -18,6 +18,38 @@ JSON_MAX_DEPTH = 64
 TEXT_MAX = 500
 IDEMPOTENCY_KEY_MAX = 255
 
+# What each check accepts, as JSON Schema patterns for the OpenAPI document (written for both
+# ECMA-262 and Python's `re`, so a generated client, a fuzzer and the server agree).
+# What Python's str.isspace() calls whitespace (what the server strips before "is it empty?").
+_SPACE = (
+    r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+    r"\u205f\u3000"
+)
+# No NUL anywhere, and something besides whitespace.
+TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{_SPACE}][^\u0000]*$"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+# What app.naming calls control characters: C0, DEL, C1, line and paragraph separators,
+# bidirectional controls and lone surrogates. `(?!.*\n)` keeps Python's `$` from accepting a
+# trailing newline.
+_CONTROL = r"\u0000-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+TITLE_PATTERN = rf"^(?!.*\n)[^{_CONTROL}]*[^{_CONTROL}{_SPACE}][^{_CONTROL}]*$"
+# `git check-ref-format --branch`: no leading "-" or "/", not "@" or "HEAD", no "//", "..",
+# "@{", no component starting with "." or ending with ".lock", no trailing "." or "/", none of
+# git's forbidden characters.
+BRANCH_PATTERN = (
+    r"^(?!.*\n)(?!-)(?!/)(?!@$)(?!HEAD$)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*[./]$)"
+    r"(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))"
+    r"[^\u0000-\u0020\u007f~^:?*\[\\\ud800-\udfff]+$"
+)
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_STATUSES = [status.value for status in InboxStatus]
+# Each status in any letter case, with surrounding whitespace allowed.
+STATUS_INPUT_PATTERN = (
+    f"^[{_SPACE}]*(?:"
+    + "|".join("".join(f"[{c.upper()}{c}]" for c in status) for status in _STATUSES)
+    + f")[{_SPACE}]*$"
+)
+
 
 def required_text(field: str, value: Any, max_length: int = TEXT_MAX) -> str:
     """A non-empty string without NUL bytes, at most `max_length` characters."""
@@ -32,46 +64,42 @@ def required_text(field: str, value: Any, max_length: int = TEXT_MAX) -> str:
     return value
 
 
-def title(value: Any) -> str:
-    text = required_text("title", value)
+def title(field: str, value: Any) -> str:
+    text = required_text(field, value)
     if not is_valid_title(text):
         raise InvalidInput(
-            f"title must be one line of at most {TITLE_MAX} characters without control characters",
-            "title",
+            f"{field} must be one line of at most {TITLE_MAX} characters without control "
+            "characters",
+            field,
         )
     return text
 
 
-def branch(value: Any) -> str:
-    text = required_text("branch", value)
+def branch(field: str, value: Any) -> str:
+    text = required_text(field, value)
     if not is_valid_branch(text):
         raise InvalidInput(
-            f"branch must be a valid git branch name of at most {BRANCH_MAX} characters",
-            "branch",
+            f"{field} must be a valid git branch name of at most {BRANCH_MAX} characters",
+            field,
         )
     return text
 
 
-def inbox_status(value: Any) -> InboxStatus:
+def inbox_status(field: str, value: Any) -> InboxStatus:
     """A status, matched case-insensitively ("Active" is what older clients send)."""
-    if isinstance(value, InboxStatus):
-        return value
-    if isinstance(value, str):
-        try:
-            return InboxStatus(value.strip().lower())
-        except ValueError:
-            pass
+    try:
+        return InboxStatus(value)
+    except ValueError:
+        pass
     allowed = ", ".join(s.value for s in InboxStatus)
-    raise InvalidInput(f"inbox_status must be one of {allowed}", "inbox_status")
+    raise InvalidInput(f"{field} must be one of {allowed}", field)
 
 
-def json_document(field: str, value: Any, *, containers_only: bool = False) -> Any:
+def json_document(field: str, value: Any) -> Any:
     """A JSON value the database can store: no NUL character in any string (PostgreSQL's jsonb
     refuses them), nesting at most JSON_MAX_DEPTH deep."""
     if value is None:
         return None
-    if containers_only and not isinstance(value, dict | list):
-        raise InvalidInput(f"{field} must be a JSON object or array", field)
     _check_json(field, value, 0)
     return value
 

@@ -13,6 +13,7 @@ import pytest
 from app.config import Settings
 from app.db import Database, make_engine
 from app.events import LocalEvents
+from app.model import NewSession
 from app.naming import is_valid_branch, make_namer
 from app.service import SessionService
 from tests.fake_anthropic import FakeAnthropic, FakeResponse
@@ -48,7 +49,9 @@ async def test_creation_uses_the_model_names_and_logs_the_namer(
     fake.enqueue(FakeResponse.tool_use("Add OAuth login", "add-oauth-login"))
     with caplog.at_level(logging.INFO, logger="app.service"):
         created = await anthropic_service.create(
-            repo="acme/app", target_branch="main", messages=[{"text": "Please add OAuth"}]
+            NewSession(
+                repo="acme/app", target_branch="main", messages=[{"text": "Please add OAuth"}]
+            )
         )
     assert created.session["title"] == "Add OAuth login"
     assert created.session["branch"] == "add-oauth-login"
@@ -62,7 +65,9 @@ async def test_concurrent_creations_proposed_one_branch_all_get_distinct_branche
     fake.default = FakeResponse.tool_use("Same work", "same-branch")
     results = await asyncio.gather(
         *(
-            anthropic_service.create(repo="acme/app", target_branch="main", messages=["x"])
+            anthropic_service.create(
+                NewSession(repo="acme/app", target_branch="main", messages=["x"])
+            )
             for _ in range(20)
         )
     )
@@ -82,12 +87,15 @@ async def test_slow_model_does_not_starve_reads(settings: Settings, fake: FakeAn
     namer, close = make_namer(_anthropic_settings(settings, fake, timeout_s=300))
     service = SessionService(db, namer, LocalEvents())
     try:
-        seed = (await service.create(repo="seed", target_branch="main")).session
+        seed = (await service.create(NewSession(repo="seed", target_branch="main"))).session
         # No answer leaves the model until the reads are done (`release()`), so a read that
         # needed a connection held by a creation would wait for ever, not just a little longer.
         fake.default = FakeResponse.tool_use("Slow", "slow", held=True)
         creations = asyncio.gather(
-            *(service.create(repo="slow/repo", target_branch="main") for _ in range(200))
+            *(
+                service.create(NewSession(repo="slow/repo", target_branch="main"))
+                for _ in range(200)
+            )
         )
         try:
             # All 200 are asking the model: were each holding a connection meanwhile, no more

@@ -1,0 +1,249 @@
+"""The statements on single sessions, their writes and their relations. Each is composed once, in
+Piccolo's `QueryString`s over the table's columns, and compiled once per dialect; an update's
+text depends only on which fields it sets, so each such set is composed once too."""
+
+from __future__ import annotations
+
+import functools
+
+from piccolo.querystring import QueryString
+
+from app.store import listing, schema
+from app.store.dialect import Dialect
+from app.store.schema import (
+    COLUMNS,
+    CREATED_AT,
+    ID,
+    IDEMPOTENCY_FINGERPRINT,
+    IDEMPOTENCY_KEY,
+    NAMES,
+    PARENT,
+    TABLE,
+    UPDATED_AT,
+    VERSION,
+    name,
+)
+from app.store.statement import Param, Statement, statement
+
+
+@statement
+def GET(dialect: Dialect) -> QueryString:
+    return QueryString("SELECT {} FROM {} WHERE {} = {}", COLUMNS, TABLE, ID, Param("id"))
+
+
+@statement
+def GET_MANY(dialect: Dialect) -> QueryString:
+    return QueryString(
+        "SELECT {} FROM {} WHERE {}", COLUMNS, TABLE, dialect.is_in(ID, Param("ids"), "uuid")
+    )
+
+
+@statement
+def EXISTS(dialect: Dialect) -> QueryString:
+    return QueryString("SELECT 1 FROM {} WHERE {} = {}", TABLE, ID, Param("id"))
+
+
+@statement
+def LOCK(dialect: Dialect) -> QueryString:
+    """The row, locked until the transaction ends."""
+    return QueryString(
+        "SELECT {} FROM {} WHERE {} = {}{}", COLUMNS, TABLE, ID, Param("id"), dialect.lock_row
+    )
+
+
+@statement
+def BY_IDEMPOTENCY_KEY(dialect: Dialect) -> QueryString:
+    return QueryString(
+        "SELECT {}, {} FROM {} WHERE {} = {}",
+        COLUMNS,
+        IDEMPOTENCY_FINGERPRINT,
+        TABLE,
+        IDEMPOTENCY_KEY,
+        Param("idempotency_key"),
+    )
+
+
+def _value(dialect: Dialect, field: str) -> QueryString:
+    """The parameter for the session's field `field`, cast where its column needs it."""
+    param = Param(field)
+    return dialect.json(param) if field in schema.JSON else QueryString("{}", param)
+
+
+@statement
+def INSERT(dialect: Dialect) -> QueryString:
+    """A new row, unless its idempotency key is taken (then no row comes back)."""
+    values = [_value(dialect, of._meta.name) for of in schema.ROW]
+    return QueryString(
+        "INSERT INTO {} ({}, {}, {}) VALUES ({}, {}, {}) ON CONFLICT ({}) DO NOTHING RETURNING {}",
+        TABLE,
+        NAMES,
+        name(IDEMPOTENCY_KEY),
+        name(IDEMPOTENCY_FINGERPRINT),
+        schema.joined(values),
+        Param("idempotency_key"),
+        Param("idempotency_fingerprint"),
+        name(IDEMPOTENCY_KEY),
+        COLUMNS,
+    )
+
+
+@functools.cache
+def update(fields: tuple[str, ...]) -> Statement:
+    """Set `fields` of one row, with a new `updated_at` and the next version."""
+
+    def build(dialect: Dialect) -> QueryString:
+        assignments = [
+            QueryString("{} = {}", name(schema.column(field)), _value(dialect, field))
+            for field in fields
+        ]
+        assignments.append(QueryString("{} = {}", name(UPDATED_AT), Param("updated_at")))
+        assignments.append(QueryString("{} = {} + 1", name(VERSION), name(VERSION)))
+        return QueryString(
+            "UPDATE {} SET {} WHERE {} = {} RETURNING {}",
+            TABLE,
+            schema.joined(assignments),
+            ID,
+            Param("id"),
+            COLUMNS,
+        )
+
+    return Statement(build)
+
+
+@statement
+def ORPHAN(dialect: Dialect) -> QueryString:
+    """Every child of a session loses its parent: a change to each, with the next version."""
+    return QueryString(
+        "UPDATE {} SET {} = NULL, {} = {}, {} = {} + 1 WHERE {} = {} RETURNING {}",
+        TABLE,
+        name(PARENT),
+        name(UPDATED_AT),
+        Param("updated_at"),
+        name(VERSION),
+        name(VERSION),
+        PARENT,
+        Param("parent"),
+        COLUMNS,
+    )
+
+
+@statement
+def DELETE(dialect: Dialect) -> QueryString:
+    return QueryString("DELETE FROM {} WHERE {} = {}", TABLE, ID, Param("id"))
+
+
+@statement
+def LOCK_PARENTS(dialect: Dialect) -> QueryString:
+    return QueryString("SELECT pg_advisory_xact_lock({})", Param("key"))
+
+
+@statement
+def SHARE_PARENTS(dialect: Dialect) -> QueryString:
+    return QueryString("SELECT pg_advisory_xact_lock_shared({})", Param("key"))
+
+
+@statement
+def ANCESTRY(dialect: Dialect) -> QueryString:
+    """The walk up from `parent`, at most `max_depth` steps: whether `parent` exists, whether
+    `id` is on the way, and how far it went."""
+    return QueryString(
+        "WITH RECURSIVE chain(id, parent, depth) AS ("
+        "SELECT {}, {}, 0 FROM {} WHERE {} = {}"
+        " UNION ALL "
+        "SELECT {}, {}, chain.depth + 1 FROM {} JOIN chain ON {} = chain.parent"
+        " WHERE chain.depth < {}"
+        ") SELECT count(*) AS found, sum(CASE WHEN id = {} THEN 1 ELSE 0 END) AS cycle,"
+        " max(depth) AS depth FROM chain",
+        ID,
+        PARENT,
+        TABLE,
+        ID,
+        Param("parent"),
+        ID,
+        PARENT,
+        TABLE,
+        ID,
+        Param("max_depth"),
+        Param("id"),
+    )
+
+
+@statement
+def ANCESTORS(dialect: Dialect) -> QueryString:
+    """The parents of each of `ids`, up to `max_depth` of them, nearest first; each step carries
+    the session it started from (`origin`), so one walk serves every chain."""
+    return QueryString(
+        "WITH RECURSIVE chain(origin, id, depth) AS ("
+        "SELECT {}, {}, 1 FROM {} WHERE {} AND {} IS NOT NULL"
+        " UNION ALL "
+        "SELECT chain.origin, {}, chain.depth + 1 FROM {} JOIN chain ON {} = chain.id"
+        " WHERE {} IS NOT NULL AND chain.depth < {}"
+        ") SELECT chain.origin AS origin, {} FROM chain JOIN {} ON {} = chain.id"
+        " ORDER BY chain.depth",
+        ID,
+        PARENT,
+        TABLE,
+        dialect.is_in(ID, Param("ids"), "uuid"),
+        PARENT,
+        PARENT,
+        TABLE,
+        ID,
+        PARENT,
+        Param("max_depth"),
+        COLUMNS,
+        TABLE,
+        ID,
+    )
+
+
+def _children(dialect: Dialect, *, after: bool) -> QueryString:
+    newest_first = listing.order_by(CREATED_AT, descending=True)
+    bound = (
+        QueryString(" AND {}", listing.keyset(CREATED_AT, "after", smaller=True))
+        if after
+        else QueryString("")
+    )
+    if dialect.lateral:
+        # PostgreSQL reads each parent's page straight off the (parent, created_at, id) index,
+        # however many children it has.
+        return QueryString(
+            "SELECT c.* FROM unnest({}::uuid[]) AS p(parent_id) CROSS JOIN LATERAL ("
+            "SELECT {} FROM {} WHERE {} = p.parent_id{}{} LIMIT {}) AS c"
+            " ORDER BY c.parent, c.created_at DESC, c.id DESC",
+            Param("parent_ids"),
+            COLUMNS,
+            TABLE,
+            PARENT,
+            bound,
+            newest_first,
+            Param("limit"),
+        )
+    # SQLite has no LATERAL: number each parent's children, newest first, and keep the first.
+    return QueryString(
+        "SELECT {} FROM (SELECT {}, row_number() OVER (PARTITION BY {}{}) AS position"
+        " FROM {} WHERE {}{}) AS ranked WHERE position <= {} ORDER BY {}, position",
+        NAMES,
+        COLUMNS,
+        PARENT,
+        newest_first,
+        TABLE,
+        dialect.is_in(PARENT, Param("parent_ids"), "uuid"),
+        bound,
+        Param("limit"),
+        name(PARENT),
+    )
+
+
+CHILDREN = Statement(functools.partial(_children, after=False))
+CHILDREN_AFTER = Statement(functools.partial(_children, after=True))
+
+
+@statement
+def CHILDREN_COUNTS(dialect: Dialect) -> QueryString:
+    return QueryString(
+        "SELECT {}, count(*) AS n FROM {} WHERE {} GROUP BY {}",
+        PARENT,
+        TABLE,
+        dialect.is_in(PARENT, Param("parent_ids"), "uuid"),
+        PARENT,
+    )

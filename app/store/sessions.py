@@ -1,0 +1,240 @@
+"""`SessionStore`: every statement on the `session` table, run with typed arguments and returning
+typed rows. Rows come straight from the driver (no ORM object per row), JSON columns as the text
+they are stored as. No rule lives here: the service decides what to read, write and refuse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple, cast
+from uuid import UUID
+
+from app.db import Database, IntegrityError
+from app.listing import Cursor, SessionFilter, SessionOrder
+from app.model import Session
+from app.store import listing, queries
+from app.store.dialect import dialect_of
+from app.store.errors import Conflict, constraint_of
+from app.store.statement import Statement
+
+# The key of the PostgreSQL advisory lock that serializes parent changes against deletes.
+PARENT_LOCK = 0x5E5511
+
+
+class Idempotent(NamedTuple):
+    """The session an idempotency key made, and the digest of the request that made it."""
+
+    session: Session
+    fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ancestry:
+    """A walk up the parents from a session."""
+
+    # Whether the session it started from exists.
+    found: bool
+    # Whether the session looked for is on the way.
+    cycle: bool
+    # How many steps up it went.
+    depth: int
+
+
+class SessionStore:
+    """The `session` table on one database, in its dialect."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.dialect = dialect_of(db.engine)
+
+    @property
+    def locks_parents(self) -> bool:
+        """Whether parent changes must hold the parent lock (`lock_parents`): on PostgreSQL;
+        SQLite serializes every writer, so there it is a no-op."""
+        return self.dialect.locks_parents
+
+    async def _fetch(self, statement: Statement, **values: Any) -> list[Any]:
+        return await self.db.fetch(statement.bind(self.dialect, **values))
+
+    async def _fetchrow(self, statement: Statement, **values: Any) -> Any:
+        rows = await self.db.fetch(statement.bind(self.dialect, **values))
+        return rows[0] if rows else None
+
+    def transaction(self) -> Any:
+        """A write transaction (on SQLite, holding the write lock from its start)."""
+        return self.db.transaction()
+
+    # Reads.
+
+    async def get(self, session_id: UUID) -> Session | None:
+        row: Session | None = await self._fetchrow(queries.GET, id=session_id)
+        return row
+
+    async def get_many(self, ids: Sequence[UUID]) -> dict[UUID, Session]:
+        if not ids:
+            return {}
+        rows = await self._fetch(queries.GET_MANY, ids=self.dialect.array(ids))
+        return {row["id"]: row for row in rows}
+
+    async def exists(self, session_id: UUID) -> bool:
+        return await self._fetchrow(queries.EXISTS, id=session_id) is not None
+
+    async def idempotent(self, key: str) -> Idempotent | None:
+        """The session made with idempotency key `key`, if any."""
+        row = await self._fetchrow(queries.BY_IDEMPOTENCY_KEY, idempotency_key=key)
+        if row is None:
+            return None
+        session = {k: v for k, v in row.items() if k != "idempotency_fingerprint"}
+        return Idempotent(cast(Session, session), row["idempotency_fingerprint"])
+
+    async def page(
+        self,
+        filter: SessionFilter,
+        order: SessionOrder,
+        *,
+        after: Cursor | None,
+        before: Cursor | None,
+        backward: bool,
+        limit: int,
+    ) -> list[Session]:
+        """At most `limit` rows that meet `filter`, strictly between the cursors, in `order`
+        (read from the other end when `backward`)."""
+        statement = listing.select(
+            listing.shape(filter),
+            order,
+            after=after is not None,
+            before=before is not None,
+            backward=backward,
+        )
+        values = listing.values(filter, self.dialect)
+        values.update(listing.bounds(after, before), limit=limit)
+        return await self._fetch(statement, **values)
+
+    async def count(self, filter: SessionFilter) -> int:
+        values = listing.values(filter, self.dialect)
+        row = await self._fetchrow(listing.count(listing.shape(filter)), **values)
+        return int(row["n"]) if row else 0
+
+    async def stream(self, filter: SessionFilter, order: SessionOrder) -> AsyncIterator[Session]:
+        """Every row that meets `filter`, in `order`, from a server-side cursor."""
+        statement = listing.select(listing.shape(filter), order, limited=False)
+        bound = statement.bind(self.dialect, **listing.values(filter, self.dialect))
+        async for row in self.db.stream(bound):
+            yield cast(Session, row)
+
+    async def children(
+        self, parent_ids: Sequence[UUID], *, after: Cursor | None, limit: int
+    ) -> dict[UUID, list[Session]]:
+        """The children of each parent, newest first, at most `limit` each, after `after`."""
+        statement = queries.CHILDREN if after is None else queries.CHILDREN_AFTER
+        rows = await self._fetch(
+            statement,
+            parent_ids=self.dialect.array(parent_ids),
+            limit=limit,
+            **listing.bounds(after, None),
+        )
+        grouped: dict[UUID, list[Session]] = {parent: [] for parent in parent_ids}
+        for row in rows:
+            grouped[row["parent"]].append(row)
+        return grouped
+
+    async def children_counts(self, parent_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """How many children each parent has."""
+        counts = dict.fromkeys(parent_ids, 0)
+        if not counts:
+            return counts
+        rows = await self._fetch(queries.CHILDREN_COUNTS, parent_ids=self.dialect.array(counts))
+        counts.update({row["parent"]: int(row["n"]) for row in rows})
+        return counts
+
+    async def ancestors(self, ids: Sequence[UUID], max_depth: int) -> dict[UUID, list[Session]]:
+        """The parents of each of `ids`, nearest first, at most `max_depth` of them (none for a
+        root or an unknown id), in one walk whatever their number."""
+        chains: dict[UUID, list[Session]] = {session_id: [] for session_id in ids}
+        if not chains:
+            return chains
+        rows = await self._fetch(
+            queries.ANCESTORS, ids=self.dialect.array(chains), max_depth=max_depth
+        )
+        for row in rows:
+            session = {k: v for k, v in row.items() if k != "origin"}
+            chains[row["origin"]].append(cast(Session, session))
+        return chains
+
+    async def ancestry(self, start: UUID, session_id: UUID, max_depth: int) -> Ancestry:
+        """The walk up from `start`: whether it exists, whether `session_id` is on the way
+        (`start` included), and how far it went (at most `max_depth`)."""
+        row = await self._fetchrow(
+            queries.ANCESTRY, parent=start, id=session_id, max_depth=max_depth
+        )
+        return Ancestry(bool(row["found"]), bool(row["cycle"]), int(row["depth"] or 0))
+
+    # Locks, inside a transaction.
+
+    async def lock(self, session_id: UUID) -> Session | None:
+        """The row, locked against other changes until the transaction ends."""
+        row: Session | None = await self._fetchrow(queries.LOCK, id=session_id)
+        return row
+
+    async def lock_parents(self) -> None:
+        """Take the parent lock, exclusively: parent changes and deletes wait for each other."""
+        if self.dialect.locks_parents:
+            await self.db.execute(queries.LOCK_PARENTS.bind(self.dialect, key=PARENT_LOCK))
+
+    @asynccontextmanager
+    async def sharing_parents(self) -> AsyncIterator[None]:
+        """A transaction holding the parent lock shared, so what it writes waits for an
+        exclusive holder (a delete) but not for other sharers. Nothing on SQLite."""
+        if not self.dialect.locks_parents:
+            yield
+            return
+        async with self.db.transaction():
+            await self.db.execute(queries.SHARE_PARENTS.bind(self.dialect, key=PARENT_LOCK))
+            yield
+
+    # Writes.
+
+    async def insert(
+        self, row: Session, *, idempotency_key: str | None, fingerprint: str | None
+    ) -> Session | None:
+        """Insert `row`; None when its idempotency key is already taken. `Conflict` when
+        its branch is taken in the repo or its parent does not exist."""
+        try:
+            created: Session | None = await self._fetchrow(
+                queries.INSERT,
+                **row,
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint,
+            )
+        except IntegrityError as error:
+            constraint = constraint_of(error)
+            if constraint is None:
+                raise
+            raise Conflict(constraint) from error
+        return created
+
+    async def update(
+        self, session_id: UUID, values: Mapping[str, Any], *, updated_at: datetime
+    ) -> Session | None:
+        """Set the fields `values` names (JSON as text) and bump the version; None when there is
+        no such row. `Conflict` when the branch is taken or the parent does not exist."""
+        statement = queries.update(tuple(values))
+        try:
+            row: Session | None = await self._fetchrow(
+                statement, **values, id=session_id, updated_at=updated_at
+            )
+        except IntegrityError as error:
+            constraint = constraint_of(error)
+            if constraint is None:
+                raise
+            raise Conflict(constraint) from error
+        return row
+
+    async def orphan_children(self, parent: UUID, *, updated_at: datetime) -> list[Session]:
+        """Every child of `parent` loses it, with a new version; the changed rows."""
+        return await self._fetch(queries.ORPHAN, parent=parent, updated_at=updated_at)
+
+    async def delete(self, session_id: UUID) -> None:
+        await self.db.execute(queries.DELETE.bind(self.dialect, id=session_id))
