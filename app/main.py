@@ -8,11 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
 
 from app import rest
 from app.config import Settings, load_settings
@@ -58,26 +55,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["*"],
                 allow_headers=["*"],
-                expose_headers=["ETag", "Location", "Link"],
+                expose_headers=[
+                    "ETag",
+                    "Location",
+                    "Link",
+                    "Preference-Applied",
+                    "Idempotent-Replayed",
+                ],
             )
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
+        exception_handlers=rest.exception_handlers,
         lifespan=lifespan,
     )
-
-
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    titles = {404: "Not Found", 405: "Method Not Allowed"}
-    response = rest.error_response(
-        exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail)
-    )
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
-
-
-async def _unexpected_error(_request: Request, _exc: Exception) -> Response:
-    # Starlette raises the error again once this response is sent, and the server logs it with
-    # its traceback; logging it here too would say it twice.
-    return rest.error_response(500, "Internal Server Error", "an unexpected error occurred")

@@ -51,19 +51,20 @@ def _session(row: Any) -> dict[str, Any]:
     }
 
 
-def _error(status: int, err: str, msg: str) -> Response:
-    return Response(orjson.dumps({"err": err, "msg": msg}), status, media_type=JSON)
+def _error(status: int, err: str, msg: str, code: str) -> Response:
+    body = orjson.dumps({"err": err, "msg": msg, "code": code})
+    return Response(body, status, media_type=JSON)
 
 
 async def get_session(request: Request) -> Response:
     try:
         session_id = UUID(request.path_params["session_id"])
     except ValueError:
-        return _error(400, "Bad Request", "Invalid UUID format")
+        return _error(400, "Bad Request", "Invalid UUID format", "INVALID_INPUT")
     pool: asyncpg.Pool = request.state.pool
     row = await pool.fetchrow(f"SELECT {COLUMNS} FROM session WHERE id = $1", session_id)
     if row is None:
-        return _error(404, "Not Found", "Session not found")
+        return _error(404, "Not Found", "Session not found", "NOT_FOUND")
     return Response(
         orjson.dumps({"session": _session(row)}),
         media_type=JSON,

@@ -23,9 +23,11 @@ from app.db import Database, make_engine
 from app.events import LocalEvents
 from app.main import create_app
 from app.migrate import migrate
+from app.model import NewSession
 from app.naming import LocalNamer
 from app.service import SessionService
 from app.state import AppState
+from tests.openapi_check import ResponseCheck
 
 ENGINES = ("postgres", "sqlite")
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
@@ -113,7 +115,8 @@ def make_session(service: SessionService) -> SessionFactory:
             "messages": {"content": f"Task {uuid.uuid4().hex[:8]}"},
         }
         fields.update(overrides)
-        created = await service.create(**fields)
+        key = fields.pop("idempotency_key", None)
+        created = await service.create(NewSession.convert(fields), idempotency_key=key)
         return dict(created.session)
 
     return make
@@ -139,10 +142,15 @@ async def app_state(
 
 @pytest.fixture
 async def client(settings: Settings, app_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the app, over the test's database and service."""
+    """An HTTP client for the app, over the test's database and service. Every answer it gets
+    is checked against the served OpenAPI document."""
     app = create_app(settings)
     transport = httpx.ASGITransport(app=with_state(app, {"inbox": app_state}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [ResponseCheck(transport)]},
+    ) as http:
         yield http
 
 

@@ -3,6 +3,8 @@ measures its memory (bench/stream_memory.py), so the benchmark keeps working too
 
 The default run streams a few hundred sessions and checks the count; the million-row run, marked
 slow, also checks the issue's target: resident memory growth under 64 MB. Neither times anything.
+The baseline the REST benchmark compares with (bench/raw_server.py) must answer what our server
+answers, byte for byte, or the comparison measures a different output.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import httpx
 import orjson
 import pytest
 
 from app.config import Settings
 from app.db import Database
+from bench import raw_server
+from tests.conftest import SessionFactory, with_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MEMORY_LIMIT_MB = 64
@@ -64,6 +70,34 @@ async def test_streamed_list_holds_every_session_through_the_server_process(
     [run] = runs
     assert run["error"] is None
     assert run["rows"] == run["expected"] == 300
+
+
+async def test_the_raw_baseline_answers_what_our_server_answers(
+    settings: Settings, db: Database, client: httpx.AsyncClient, make_session: SessionFactory
+) -> None:
+    if not db.is_postgres:
+        pytest.skip("the raw baseline is PostgreSQL only")
+    parent = await make_session()
+    await make_session(parent=parent["id"], messages="a string")
+    await make_session(messages=None)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    transport = httpx.ASGITransport(app=with_state(raw_server.app, {"pool": pool}))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as raw:
+            for url in (
+                f"/sessions/{parent['id']}",
+                "/sessions/6f1c2b8e-3d4a-4e5f-8a9b-0c1d2e3f4a5b",
+                "/sessions/not-a-uuid",
+                "/sessions?limit=2",
+                "/sessions?limit=50&repo=acme%2Fapp",
+                "/sessions",
+            ):
+                ours, theirs = await client.get(url), await raw.get(url)
+                assert (theirs.status_code, theirs.content) == (ours.status_code, ours.content)
+                for header in ("etag", "link"):
+                    assert theirs.headers.get(header) == ours.headers.get(header), (url, header)
+    finally:
+        await pool.close()
 
 
 def _slow_selected(config: pytest.Config) -> bool:

@@ -105,6 +105,7 @@ async def test_unexpected_errors_are_masked_json(
     assert response.json() == {
         "err": "Internal Server Error",
         "msg": "an unexpected error occurred",
+        "code": "INTERNAL_SERVER_ERROR",
     }
 
 

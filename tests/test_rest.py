@@ -17,7 +17,7 @@ from app.config import Settings
 from app.db import Database
 from app.main import create_app
 from app.naming import is_valid_branch
-from app.rest import STREAM_CHUNK
+from app.rest.render import STREAM_CHUNK
 from app.state import AppState
 from tests.conftest import SessionFactory, with_state
 
@@ -55,6 +55,14 @@ def assert_session(session: dict[str, Any], **expected: Any) -> None:
 def app_asgi(settings: Settings, app_state: AppState) -> Any:
     """The app as a bare ASGI callable, to watch the messages it sends."""
     return with_state(create_app(settings), {"inbox": app_state})
+
+
+@pytest.fixture
+def client(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """The REST client, asking POST and PUT to answer with the session as PATCH does (the
+    answers without it are tested in test_rest_prefer.py)."""
+    client.headers["Prefer"] = "return=representation"
+    return client
 
 
 async def post(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:

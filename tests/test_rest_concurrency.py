@@ -18,7 +18,9 @@ CONCURRENT = 50
 
 async def create(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     body = {"repo": "acme/app", "target_branch": "main", **fields}
-    response = await client.post("/sessions", json=body)
+    response = await client.post(
+        "/sessions", json=body, headers={"Prefer": "return=representation"}
+    )
     assert response.status_code == 201, response.text
     session: dict[str, Any] = response.json()["session"]
     return session
@@ -42,7 +44,7 @@ async def test_of_concurrent_changes_with_the_same_if_match_exactly_one_wins(
                 method,
                 url,
                 json={"inbox_status": "completed", "title": f"Writer {n}"},
-                headers={"If-Match": '"1"'},
+                headers={"If-Match": '"1"', "Prefer": "return=representation"},
             )
             for n in range(CONCURRENT)
         )

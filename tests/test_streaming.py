@@ -13,7 +13,7 @@ from app.db import Database, DatabaseBusy, make_engine
 from app.events import LocalEvents
 from app.main import create_app
 from app.naming import LocalNamer
-from app.rest import RETRY_AFTER_S
+from app.rest.errors import RETRY_AFTER_S
 from app.service import SessionService
 from app.state import AppState
 from tests.conftest import SessionFactory, with_state
@@ -58,6 +58,7 @@ async def test_list_is_503_with_retry_after_when_no_stream_slot_is_free(
     assert refused.json() == {
         "err": "Service Unavailable",
         "msg": "too many sessions are being listed at once",
+        "code": "SERVICE_UNAVAILABLE",
     }
     assert paged.status_code == 200
     assert listed.status_code == 200
