@@ -1,9 +1,10 @@
 """The mutations' inputs, derived from the declaration's commands (`app.model`).
 
 `CreateSessionInput` has a field for each field of `NewSession`, `UpdateSessionInput` one for each
-field of `SessionChanges`, in their order: named in camel case (but for `RENAMED`), typed and
-described as the declaration says, non-null only where the command requires the field. Each adds
-what its service call takes besides a session's fields (`idempotencyKey`, `expectedVersion`).
+field of `SessionChanges`, in their order: named and typed as `fields` says (`parent` is
+`parentId`), described as the declaration says, non-null only where the command requires the
+field. Each adds what its service call takes besides a session's fields (`idempotencyKey`,
+`expectedVersion`).
 
 The classes are made when this module is imported, so mypy cannot see their fields: resolvers see
 them through `CreateFields` and `UpdateFields`, the one typed boundary."""
@@ -14,13 +15,10 @@ import dataclasses
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import NoneType
 from typing import Any, ClassVar, Protocol
 
 import msgspec
 import strawberry
-from msgspec import UnsetType
-from strawberry.scalars import JSON
 from strawberry.utils.str_converters import to_camel_case
 
 from app import model
@@ -29,16 +27,8 @@ from app.errors import InvalidInput
 # Strawberry takes an enum it meets unregistered for a new one: the domain's enums are
 # registered, with their descriptions, before the inputs below refer to them.
 from app.graphql import enums  # noqa: F401
+from app.graphql.fields import graphql_name, graphql_type
 from app.model import C
-
-# The session's fields whose GraphQL name is not their camel case: in GraphQL, `parent` is the
-# parent session itself, and its id is `parentId`.
-RENAMED: Mapping[str, str] = {"parent": "parentId"}
-
-
-def graphql_name(field: str) -> str:
-    """The GraphQL name of the session's field `field` (a service name)."""
-    return RENAMED.get(field) or to_camel_case(field)
 
 
 class CommandFields(Protocol):
@@ -72,12 +62,6 @@ class _Extra:
     concerns: str
 
 
-def _graphql_type(hint: Any) -> Any:
-    """The GraphQL type of a command's field: its declared type, JSON for `Any`."""
-    [base] = model.base_types(hint) - {NoneType, UnsetType}
-    return JSON if base is Any else base
-
-
 def _input(
     command: type[msgspec.Struct], name: str, description: str, extras: tuple[_Extra, ...]
 ) -> type:
@@ -88,9 +72,9 @@ def _input(
     names: dict[str, str] = {}
     for info in msgspec.structs.fields(command):
         names[info.name] = graphql_name(info.name)
-        graphql_type = _graphql_type(hints[info.name])
+        type_ = graphql_type(hints[info.name])
         # Only a field the command requires is non-null; any other may be omitted (UNSET).
-        annotations[info.name] = graphql_type if info.required else graphql_type | None
+        annotations[info.name] = type_ if info.required else type_ | None
         default = dataclasses.MISSING if info.required else strawberry.UNSET
         namespace[info.name] = strawberry.field(
             name=names[info.name], description=model.describe(info.name), default=default

@@ -1,14 +1,21 @@
 """The object types: a session and the connection that pages through sessions.
 
-A `Session` is built straight from a service row. `messages` and `sbx_config` stay JSON text
-until a query selects them; relations go through this request's DataLoaders."""
+`Session` is derived from the declaration (`app.model.Session`): a field for each of its fields, in
+its order, named and typed as `fields` says (`parent` is `parentId`), nullable where the
+declaration admits null, described as the declaration says. The relations (`parent`, `children`,
+`ancestors`) are written here, and follow `parentId`, the field they are made from.
+
+A `Session` is built straight from a service row: its attributes are the row's keys, which the
+declared fields read as strawberry reads any plain field. `messages` and `sbx_config` stay JSON
+text until a query selects them; relations go through this request's DataLoaders. The declared
+fields are added when this module is imported, so mypy cannot see them: resolvers read the
+session's `row`, typed by the declaration, the one typed boundary."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated
-from uuid import UUID
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import strawberry
@@ -16,11 +23,19 @@ from strawberry.scalars import JSON
 
 from app import listing, model
 from app.errors import InvalidInput
+
+# Strawberry takes an enum it meets unregistered for a new one: the domain's enums are
+# registered, with their descriptions, before the fields below refer to them.
+from app.graphql import enums  # noqa: F401
 from app.graphql.context import Info
-from app.graphql.enums import InboxStatus
 from app.graphql.errors import bad_user_input
+from app.graphql.fields import graphql_name, graphql_type
 from app.listing import DEFAULT_PAGE, MAX_PAGE
-from app.model import describe
+
+T = TypeVar("T")
+
+# The declared field that the fields written in `Session`'s body (the relations) follow.
+RELATIONS_FOLLOW = "parent"
 
 
 def _json(text: str | None) -> JSON | None:
@@ -30,22 +45,54 @@ def _json(text: str | None) -> JSON | None:
     return value
 
 
-# Resolvers of the fields that are not plain columns. They are module functions, not methods,
-# so that `Session` can list its fields in the contract's order.
+def _json_resolver(name: str) -> Callable[[Session], JSON | None]:
+    """The resolver of the declared JSON field `name`: its stored text, parsed when selected."""
+
+    def resolve(root: strawberry.Parent[Session]) -> JSON | None:
+        stored: Mapping[str, Any] = root.row
+        return _json(stored[name])
+
+    return resolve
 
 
-def _messages(root: strawberry.Parent[Session]) -> JSON | None:
-    return _json(root.messages_json)
+def _declared_field(name: str) -> object:
+    """The field of the declared field `name`. A JSON field's resolver parses the stored text,
+    when the field is selected; any other field is read as it is stored."""
+    graphql, description = graphql_name(name), model.describe(name)
+    if name in model.JSON_FIELDS:
+        return strawberry.field(
+            name=graphql, resolver=_json_resolver(name), description=description
+        )
+    return strawberry.field(name=graphql, description=description)
 
 
-def _sbx_config(root: strawberry.Parent[Session]) -> JSON | None:
-    return _json(root.sbx_config_json)
+def _declared_fields(cls: type[T]) -> type[T]:
+    """`cls` with a field for each of the declaration's fields, in its order; the fields of its
+    own body follow `RELATIONS_FOLLOW`."""
+    own: dict[str, Any] = cls.__annotations__
+    hints = typing.get_type_hints(model.Session, include_extras=True)
+    if clash := own.keys() & hints.keys():  # pragma: no cover - a mistake in this module
+        raise TypeError(f"{cls.__name__} declares {sorted(clash)} twice")
+    annotations: dict[str, Any] = {}
+    for name, hint in hints.items():
+        type_ = graphql_type(hint)
+        annotations[name] = type_ | None if name in model.NULLABLE else type_
+        setattr(cls, name, _declared_field(name))
+        if name == RELATIONS_FOLLOW:
+            annotations.update(own)
+    cls.__annotations__ = annotations
+    return cls
+
+
+# Resolvers of the relations. They are module functions, not methods, so that `Session` can hold
+# its fields in the contract's order.
 
 
 async def _parent(root: strawberry.Parent[Session], info: Info) -> Session | None:
-    if root.parent_id is None:
+    parent = root.row["parent"]
+    if parent is None:
         return None
-    row = await info.context.loaders.session.load(root.parent_id)
+    row = await info.context.loaders.session.load(parent)
     return None if row is None else Session.from_row(row)
 
 
@@ -60,16 +107,17 @@ async def _children(
     ] = strawberry.UNSET,
 ) -> SessionConnection:
     loaders = info.context.loaders
-    key = (root.id, first, None if after is strawberry.UNSET else after)
+    id = root.row["id"]
+    key = (id, first, None if after is strawberry.UNSET else after)
     try:
         page = await loaders.children.load(key)
     except InvalidInput as error:
         raise bad_user_input(error) from None
-    return SessionConnection(page=page, count=lambda: loaders.child_count.load(root.id))
+    return SessionConnection(page=page, count=lambda: loaders.child_count.load(id))
 
 
 async def _ancestors(root: strawberry.Parent[Session], info: Info) -> list[Session]:
-    rows = await info.context.loaders.ancestors.load(root.id)
+    rows = await info.context.loaders.ancestors.load(root.row["id"])
     return [Session.from_row(row) for row in rows]
 
 
@@ -77,20 +125,15 @@ async def _ancestors(root: strawberry.Parent[Session], info: Info) -> list[Sessi
     description="One unit of agent work: a conversation about a repository, on a branch of its "
     "own, with its place in the inbox."
 )
+@_declared_fields
 class Session:
-    id: UUID = strawberry.field(description=describe("id"))
-    repo: str = strawberry.field(description=describe("repo"))
-    target_branch: str = strawberry.field(description=describe("target_branch"))
-    title: str = strawberry.field(description=describe("title"))
-    branch: str = strawberry.field(description=describe("branch"))
-    messages: JSON | None = strawberry.field(resolver=_messages, description=describe("messages"))
-    inbox_status: InboxStatus = strawberry.field(description=describe("inbox_status"))
-    sbx_config: JSON | None = strawberry.field(
-        resolver=_sbx_config, description=describe("sbx_config")
-    )
-    parent_id: UUID | None = strawberry.field(description=describe("parent"))
-    parent: Session | None = strawberry.field(
-        resolver=_parent, description="The session this one was spawned from, or null."
+    # The stored session. Its keys are also the attributes the declared fields read.
+    row: strawberry.Private[model.Session]
+    # `parent` in GraphQL; the attribute `parent` is the declared field, the parent's id.
+    parent_session: Session | None = strawberry.field(
+        name="parent",
+        resolver=_parent,
+        description="The session this one was spawned from, or null.",
     )
     children: SessionConnection = strawberry.field(
         resolver=_children, description="The sessions spawned from this one, newest first."
@@ -100,30 +143,16 @@ class Session:
         description="The session's parent, its parent's parent and so on: nearest first, up to "
         "the root.",
     )
-    created_at: datetime = strawberry.field(description=describe("created_at"))
-    updated_at: datetime = strawberry.field(description=describe("updated_at"))
-    version: int = strawberry.field(description=describe("version"))
-    # The JSON columns as stored; parsed only when the field is selected.
-    messages_json: strawberry.Private[str | None]
-    sbx_config_json: strawberry.Private[str | None]
 
     @classmethod
     def from_row(cls, row: model.Session) -> Session:
-        return cls(
-            id=row["id"],
-            repo=row["repo"],
-            target_branch=row["target_branch"],
-            title=row["title"],
-            branch=row["branch"],
-            messages_json=row["messages"],
-            # The stored value ("active"); the enum serializes it by name (ACTIVE).
-            inbox_status=row["inbox_status"],
-            sbx_config_json=row["sbx_config"],
-            parent_id=row["parent"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-        )
+        """The session that `row` holds, for an answer."""
+        # A page of sessions builds one per row, so not through `__init__`: one update of the
+        # instance's attributes gives each declared field its value, named as in the row.
+        session = cls.__new__(cls)
+        session.__dict__.update(row)
+        session.row = row
+        return session
 
 
 @strawberry.type(description="Where a page lies in the whole list.")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from app import model
-from app.graphql.commands import graphql_name
+from app.graphql.fields import graphql_name
 from tests.graphql.conftest import Types
 
 
@@ -52,11 +50,3 @@ def test_update_input_has_the_fields_of_session_changes_none_required(types: Typ
     }
     names = [graphql_name(name) for name in model.SessionChanges.FIELDS]
     assert list(fields(types, "UpdateSessionInput")) == [*names, "expectedVersion"]
-
-
-@pytest.mark.parametrize(
-    ("field", "name"),
-    [("repo", "repo"), ("target_branch", "targetBranch"), ("parent", "parentId")],
-)
-def test_graphql_names(field: str, name: str) -> None:
-    assert graphql_name(field) == name

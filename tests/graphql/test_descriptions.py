@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from app import model
-from app.graphql.commands import graphql_name
+from app.graphql.fields import graphql_name
 from tests.graphql.conftest import Types
 
 # Types graphql-core defines (and describes) itself.
