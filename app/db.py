@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -122,7 +122,7 @@ class Database:
 
     async def stream(
         self, query: str | QueryString, args: Sequence[Any] = (), *, batch_size: int = 500
-    ) -> AsyncIterator[Row]:
+    ) -> AsyncGenerator[Row, None]:
         """Rows of `query` from a server-side cursor, `batch_size` at a time, so memory stays
         flat however many rows there are."""
         sql, sql_args = _querystring(query, args).compile_string(
@@ -133,15 +133,24 @@ class Database:
         except TimeoutError:
             raise DatabaseBusy("too many sessions are being listed at once") from None
         try:
-            async with self._stream_connection() as connection:
-                async for row in self._rows(connection, sql, sql_args, batch_size):
+            # Each layer closes the one inside it when it is closed (a client that hangs up), so
+            # the cursor ends before its connection closes and the slot is free at once.
+            async with (
+                self._stream_connection() as connection,
+                aclosing(self._rows(connection, sql, sql_args, batch_size)) as rows,
+            ):
+                async for row in rows:
                     yield row
         finally:
             self._streams.release()
 
+    def streams_busy(self) -> bool:
+        """Whether every stream slot is taken (a new stream would wait)."""
+        return self._streams.locked()
+
     async def _rows(
         self, connection: Any, query: str, query_args: Sequence[Any], batch_size: int
-    ) -> AsyncIterator[Row]:
+    ) -> AsyncGenerator[Row, None]:
         if self.is_postgres:
             async with connection.transaction(readonly=True):
                 async for record in connection.cursor(query, *query_args, prefetch=batch_size):

@@ -40,6 +40,20 @@ async def test_a_stream_waits_for_a_slot_then_is_refused(
     assert [row async for row in one_slot.stream()]
 
 
+async def test_closing_a_stream_frees_its_slot_at_once(
+    one_slot: SessionService, make_session: SessionFactory
+) -> None:
+    """A client that hangs up mid-list closes the stream: the cursor, its connection and the
+    slot are released by the close itself, not later by the garbage collector."""
+    for _ in range(3):
+        await make_session()
+    held = one_slot.stream()
+    assert await anext(held) is not None
+    await held.aclose()
+    # No await in between: a slot left to a finalizer task would still be taken here.
+    assert not one_slot.db.streams_busy()
+
+
 async def test_list_is_503_with_retry_after_when_no_stream_slot_is_free(
     settings: Settings, one_slot: SessionService, make_session: SessionFactory
 ) -> None:

@@ -5,6 +5,7 @@ from the store as the driver gives them (no ORM object per row), with `messages`
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from uuid import UUID
 
 from app.db import Database
@@ -79,9 +80,11 @@ class SessionReads:
         return await self.store.count(filter or SessionFilter())
 
     async def stream(self, filter: SessionFilter | None = None) -> AsyncGenerator[Session, None]:
-        """Every matching session, newest first, from a server-side cursor."""
-        async for row in self.store.stream(filter or SessionFilter(), NEWEST_FIRST):
-            yield row
+        """Every matching session, newest first, from a server-side cursor. Closing this closes
+        the cursor and frees its stream slot at once, not when the garbage collector gets to it."""
+        async with aclosing(self.store.stream(filter or SessionFilter(), NEWEST_FIRST)) as rows:
+            async for row in rows:
+                yield row
 
     async def children_pages(
         self, parent_ids: Sequence[UUID], first: int | None = None, after: str | None = None
