@@ -56,19 +56,28 @@ def _converter(name: str, hint: Any) -> Callable[[Any], Any] | None:
     return None
 
 
-# (field, converter or None) for every field of a session, in the declaration's order.
-_FIELDS = tuple(
-    (name, _converter(name, hint))
-    for name, hint in typing.get_type_hints(Session, include_extras=True).items()
-)
-
-
-def session_json(row: Session) -> dict[str, Any]:
-    """The contract's session object."""
-    return {
-        name: row[name] if convert is None else convert(row[name])  # type: ignore[literal-required]
-        for name, convert in _FIELDS
+def _compile_session_json() -> Callable[[Session], dict[str, Any]]:
+    """`session_json`, written from the declaration as one dict display: it runs once per row
+    of a stream, where a loop over the fields cost a tenth of the stream's CPU."""
+    hints = typing.get_type_hints(Session, include_extras=True)
+    converters = {name: _converter(name, hint) for name, hint in hints.items()}
+    items = ", ".join(
+        f"{name!r}: row[{name!r}]"
+        if converters[name] is None
+        else f"{name!r}: to_{name}(row[{name!r}])"
+        for name in hints
+    )
+    # Each converter is named after its field: `'id': to_id(row['id'])`.
+    namespace: dict[str, Any] = {
+        f"to_{name}": convert for name, convert in converters.items() if convert is not None
     }
+    exec(f"def session_json(row):\n    return {{{items}}}\n", namespace)
+    function: Callable[[Session], dict[str, Any]] = namespace["session_json"]
+    function.__doc__ = "The contract's session object."
+    return function
+
+
+session_json = _compile_session_json()
 
 
 def json_response(

@@ -5,7 +5,6 @@ from the store as the driver gives them (no ORM object per row), with `messages`
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
 from uuid import UUID
 
 from app.db import Database
@@ -79,12 +78,11 @@ class SessionReads:
     async def count(self, filter: SessionFilter | None = None) -> int:
         return await self.store.count(filter or SessionFilter())
 
-    async def stream(self, filter: SessionFilter | None = None) -> AsyncGenerator[Session, None]:
-        """Every matching session, newest first, from a server-side cursor. Closing this closes
-        the cursor and frees its stream slot at once, not when the garbage collector gets to it."""
-        async with aclosing(self.store.stream(filter or SessionFilter(), NEWEST_FIRST)) as rows:
-            async for row in rows:
-                yield row
+    def stream(self, filter: SessionFilter | None = None) -> AsyncGenerator[Session, None]:
+        """Every matching session, newest first, from a server-side cursor. Closing it closes
+        the cursor and frees its stream slot at once. (The store's generator itself, not one
+        wrapped around it: a layer per row costs on a stream of a million.)"""
+        return self.store.stream(filter or SessionFilter(), NEWEST_FIRST)
 
     async def children_pages(
         self, parent_ids: Sequence[UUID], first: int | None = None, after: str | None = None

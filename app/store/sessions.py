@@ -5,7 +5,7 @@ they are stored as. No rule lives here: the service decides what to read, write 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -117,15 +117,13 @@ class SessionStore:
         row = await self._fetchrow(listing.count(listing.shape(filter)), **values)
         return int(row["n"]) if row else 0
 
-    async def stream(
-        self, filter: SessionFilter, order: SessionOrder
-    ) -> AsyncGenerator[Session, None]:
-        """Every row that meets `filter`, in `order`, from a server-side cursor."""
+    def stream(self, filter: SessionFilter, order: SessionOrder) -> AsyncGenerator[Session, None]:
+        """Every row that meets `filter`, in `order`, from a server-side cursor: the database's
+        generator itself, whose rows are sessions because the statement selects a row's
+        columns."""
         statement = listing.select(listing.shape(filter), order, limited=False)
         bound = statement.bind(self.dialect, **listing.values(filter, self.dialect))
-        async with aclosing(self.db.stream(bound)) as rows:
-            async for row in rows:
-                yield cast(Session, row)
+        return cast(AsyncGenerator[Session, None], self.db.stream(bound))
 
     async def children(
         self, parent_ids: Sequence[UUID], *, after: Cursor | None, limit: int
