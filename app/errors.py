@@ -14,6 +14,7 @@ class ErrorCode(enum.StrEnum):
     VERSION_CONFLICT = "VERSION_CONFLICT"
     BRANCH_TAKEN = "BRANCH_TAKEN"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
+    NOT_A_LIST = "NOT_A_LIST"
 
 
 class DomainError(Exception):
@@ -53,6 +54,13 @@ class BranchTaken(DomainError):
 
 class IdempotencyMismatch(DomainError):
     code = ErrorCode.IDEMPOTENCY_MISMATCH
+
+
+class NotAList(DomainError):
+    """Messages were appended to a session whose `messages` hold a JSON value other than a list
+    (or null, which counts as an empty one)."""
+
+    code = ErrorCode.NOT_A_LIST
 
 
 class MalformedId(InvalidInput):

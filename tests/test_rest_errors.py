@@ -16,13 +16,15 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.requests import Request
 
 from app.config import Settings
 from app.db import Database, make_engine
-from app.errors import ErrorCode
+from app.errors import DomainError, ErrorCode, NotAList
 from app.events import LocalEvents
 from app.main import create_app
 from app.naming import LocalNamer
+from app.rest.errors import STATUS_OF, Code, exception_handlers
 from app.service import SessionService
 from app.state import AppState
 from tests.conftest import with_state
@@ -184,8 +186,33 @@ async def scene(client: httpx.AsyncClient, existing: dict[str, Any]) -> dict[str
     return {"self": existing["id"], "parent": parent["id"], "parent-branch": parent["branch"]}
 
 
-def test_the_table_has_a_case_for_every_domain_error() -> None:
-    assert {str(code) for code in ErrorCode} <= {case.code for case in CASES.values()}
+# Domain errors that no REST request can cause: appending to messages is GraphQL's alone.
+NOT_FROM_REST = {ErrorCode.NOT_A_LIST}
+
+
+def test_the_table_has_a_case_for_every_domain_error_a_request_can_cause() -> None:
+    causable = {str(code) for code in ErrorCode if code not in NOT_FROM_REST}
+    assert causable <= {case.code for case in CASES.values()}
+    assert not {str(code) for code in NOT_FROM_REST} & {case.code for case in CASES.values()}
+
+
+def test_every_domain_error_has_a_status_and_a_rest_code() -> None:
+    assert set(STATUS_OF) == set(ErrorCode)
+    assert {str(code) for code in ErrorCode} <= {str(code) for code in Code}
+
+
+async def test_a_domain_error_no_route_causes_is_answered_by_the_map_all_the_same() -> None:
+    handler = exception_handlers[DomainError]
+    response = await handler(
+        Request({"type": "http", "method": "POST", "headers": []}),
+        NotAList("messages holds an object, not a list to append to", "messages"),
+    )
+    assert response.status_code == 422
+    assert orjson.loads(bytes(response.body)) == {
+        "err": "Unprocessable Entity",
+        "msg": "messages holds an object, not a list to append to",
+        "code": "NOT_A_LIST",
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))

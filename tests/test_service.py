@@ -16,6 +16,7 @@ from app.errors import (
     BranchTaken,
     IdempotencyMismatch,
     InvalidInput,
+    NotAList,
     NotFound,
     ParentCycle,
     ParentNotFound,
@@ -472,3 +473,169 @@ async def test_only_a_move_to_another_parent_waits_for_the_parent_lock(
     finally:
         await holder.close()
     assert moved["parent"] == other["id"]
+
+
+# Appending to messages -------------------------------------------------------------------------
+
+
+async def stored(service: SessionService, session_id: uuid.UUID) -> dict[str, object]:
+    """The session as stored now, as a dict (whatever row type the driver gives)."""
+    row = await service.get(session_id)
+    assert row is not None
+    return dict(row)
+
+
+def nested(levels: int) -> object:
+    """A JSON value `levels` lists deep: `[[0]]` is 2."""
+    value: object = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+async def test_appending_to_null_messages_starts_the_list(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=None)
+
+    appended = await service.append_messages(row["id"], [{"role": "user", "content": "Hi"}])
+
+    assert orjson.loads(appended["messages"]) == [{"role": "user", "content": "Hi"}]
+    assert appended["version"] == 2
+    assert appended["updated_at"] > row["updated_at"]
+    assert await stored(service, row["id"]) == dict(appended)
+
+
+async def test_appending_adds_each_message_at_the_end_in_order(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=["one"])
+    more = ["two", {"n": 3, "nested": {"a": [1, 2]}}, [4], 5.5, True, None, 'é\u2028"\\', 2**62]
+
+    appended = await service.append_messages(row["id"], more)
+
+    assert orjson.loads(appended["messages"]) == ["one", *more]
+    again = await service.append_messages(row["id"], [{"last": True}])
+    assert orjson.loads(again["messages"]) == ["one", *more, {"last": True}]
+    assert again["version"] == 3
+
+
+async def test_appending_to_an_empty_list(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=[])
+    appended = await service.append_messages(row["id"], [[], {}])
+    assert orjson.loads(appended["messages"]) == [[], {}]
+
+
+@pytest.mark.parametrize(
+    ("value", "holds"),
+    [
+        ({"content": "Fix it"}, "an object"),
+        ("Fix it", "a string"),
+        (42, "a number"),
+        (1.5, "a number"),
+        (False, "a boolean"),
+    ],
+)
+async def test_appending_to_messages_that_are_not_a_list_changes_nothing(
+    service: SessionService, make_session: SessionFactory, value: object, holds: str
+) -> None:
+    row = await make_session(messages=value)
+
+    for messages in (["more"], []):
+        with pytest.raises(NotAList) as refused:
+            await service.append_messages(row["id"], messages)
+        assert refused.value.field == "messages"
+        assert holds in refused.value.message
+
+    unchanged = await stored(service, row["id"])
+    assert unchanged == row
+    assert orjson.loads(str(unchanged["messages"])) == value
+
+
+async def test_appending_to_an_unknown_session_is_not_found(service: SessionService) -> None:
+    for messages in (["hello"], []):
+        with pytest.raises(NotFound):
+            await service.append_messages(uuid.uuid4(), messages)
+
+
+async def test_appending_nothing_changes_nothing(
+    service: SessionService, events: LocalEvents, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=["one"])
+    async with events.subscribe() as queue:
+        same = await service.append_messages(row["id"], [])
+        assert drain(queue) == []
+    assert dict(same) == row
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [["he\x00llo"], [{"a\x00": 1}], [{"text": ["\x00"]}], [2**63], [nested(64)]],
+    ids=["nul", "nul-key", "nested-nul", "too-large", "too-deep"],
+)
+async def test_appending_a_message_the_declaration_refuses_changes_nothing(
+    service: SessionService, make_session: SessionFactory, messages: list[object]
+) -> None:
+    row = await make_session(messages=["one"])
+    with pytest.raises(InvalidInput) as refused:
+        await service.append_messages(row["id"], ["fine", *messages])
+    assert refused.value.field == "messages"
+    assert await stored(service, row["id"]) == row
+
+
+async def test_appended_messages_are_as_deep_as_the_declaration_lets_messages_be(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    """The stored list holds each message one level down: a message may be one level less deep
+    than a `messages` given whole."""
+    whole = await make_session(messages=nested(64))
+    assert whole["messages"] is not None
+    row = await make_session(messages=None)
+    appended = await service.append_messages(row["id"], [nested(63)])
+    assert orjson.loads(appended["messages"]) == nested(64)
+
+
+async def test_an_append_announces_the_session_as_it_is_after_it(
+    service: SessionService, events: LocalEvents, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=None)
+    async with events.subscribe() as queue:
+        appended = await service.append_messages(row["id"], ["one"])
+        with pytest.raises(NotFound):
+            await service.append_messages(uuid.uuid4(), ["two"])
+        seen = drain(queue)
+    assert seen == [SessionEvent(EventKind.UPDATED, row["id"], appended)]
+
+
+async def test_an_append_after_a_change_to_a_list_reads_the_new_list(
+    service: SessionService, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages={"content": "Fix it"})
+    with pytest.raises(NotAList):
+        await service.append_messages(row["id"], ["more"])
+    await service.update(row["id"], SessionChanges(messages=["first"]))
+    appended = await service.append_messages(row["id"], ["more"])
+    assert orjson.loads(appended["messages"]) == ["first", "more"]
+    assert appended["version"] == 3
+
+
+async def test_appends_from_two_services_at_once_all_land(
+    settings: Settings, service: SessionService, make_session: SessionFactory
+) -> None:
+    """As two server processes would: each with its own pool, nothing shared but the database."""
+    other_db = Database(make_engine(settings), pool_size=10)
+    await other_db.open()
+    try:
+        other = SessionService(other_db, LocalNamer(), LocalEvents())
+        row = await make_session(messages=None)
+        results = await asyncio.gather(
+            *((service if n % 2 else other).append_messages(row["id"], [n]) for n in range(40))
+        )
+    finally:
+        await other_db.close()
+    now = await stored(service, row["id"])
+    assert sorted(orjson.loads(str(now["messages"]))) == list(range(40))
+    assert now["version"] == 41
+    assert sorted(result["version"] for result in results) == list(range(2, 42))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from piccolo.querystring import QueryString
 
@@ -162,3 +163,54 @@ async def test_ancestry_walks_up_to_the_root(store: SessionStore) -> None:
     chains = await store.ancestors([child["id"], root["id"]], 10)
     assert [row["id"] for row in chains[child["id"]]] == [root["id"]]
     assert chains[root["id"]] == []
+
+
+@pytest.mark.parametrize("stored", [None, "null", "[]", '[1, "one"]'])
+async def test_an_append_adds_to_a_list_or_null_and_keeps_json_text(
+    store: SessionStore, stored: str | None
+) -> None:
+    created = await store.insert(_row(messages=stored), idempotency_key=None, fingerprint=None)
+    assert created is not None
+    before = orjson.loads(stored or "null") or []
+    added = [2, "two", {"three": [3.5, True, None]}, [], {}]
+
+    changed = await store.append_messages(
+        created["id"], orjson.dumps(added).decode(), updated_at=datetime.now(UTC)
+    )
+
+    assert changed is not None
+    assert isinstance(changed["messages"], str)
+    assert orjson.loads(changed["messages"]) == [*before, *added]
+    assert changed["version"] == 2
+    read = await store.get(created["id"])
+    assert read is not None
+    assert read["messages"] == changed["messages"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "kind"),
+    [
+        (None, "array"),
+        ("null", "array"),
+        ("[1]", "array"),
+        ('{"a": 1}', "object"),
+        ('"text"', "string"),
+        ("7", "number"),
+        ("1.5", "number"),
+        ("true", "boolean"),
+        ("false", "boolean"),
+    ],
+)
+async def test_the_type_of_messages_has_json_s_name_on_both_engines(
+    store: SessionStore, stored: str | None, kind: str
+) -> None:
+    created = await store.insert(_row(messages=stored), idempotency_key=None, fingerprint=None)
+    assert created is not None
+    assert await store.messages_type(created["id"]) == kind
+    appended = await store.append_messages(created["id"], "[1]", updated_at=datetime.now(UTC))
+    assert (appended is not None) is (kind == "array")
+    assert await store.messages_type(uuid.uuid4()) is None
+
+
+async def test_no_append_to_a_session_that_does_not_exist(store: SessionStore) -> None:
+    assert await store.append_messages(uuid.uuid4(), "[1]", updated_at=datetime.now(UTC)) is None

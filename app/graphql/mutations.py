@@ -8,6 +8,7 @@ from typing import Annotated
 from uuid import UUID
 
 import strawberry
+from strawberry.scalars import JSON
 
 from app.errors import DomainError, ErrorCode, InvalidInput
 from app.graphql.commands import (
@@ -22,6 +23,7 @@ from app.graphql.enums import UserErrorCode
 from app.graphql.inputs import given
 from app.graphql.types import Session
 from app.model import NewSession, SessionChanges
+from app.validation import JSON_MAX_DEPTH
 
 
 @strawberry.type(description="Why a mutation changed nothing.")
@@ -61,14 +63,17 @@ class DeleteSessionPayload:
     user_errors: list[UserError] = strawberry.field(description=_ERRORS)
 
 
-def _user_error(error: DomainError, names: Mapping[str, str] | None = None) -> UserError:
-    """`error` as a `UserError` whose `field` is the path of the input field it concerns (`names`
-    are the input's `NAMES`), or `["id"]` for a session not found."""
+def _user_error(
+    error: DomainError, names: Mapping[str, str] | None = None, within: tuple[str, ...] = ("input",)
+) -> UserError:
+    """`error` as a `UserError` whose `field` is the path of the argument it concerns: an input
+    field of the argument `within` (`names` are the input's `NAMES`), an argument itself when
+    `within` is empty, or `["id"]` for a session not found."""
     field: list[str] | None = None
     message = error.message
     if error.field is not None and names and error.field in names:
         name = names[error.field]
-        field = ["input", name]
+        field = [*within, name]
         # A refused value's message starts with the field's name ("target_branch must not be
         # empty"): here it is the name the client wrote.
         if isinstance(error, InvalidInput) and message.startswith(error.field):
@@ -118,6 +123,30 @@ async def _update_session(
     return UpdateSessionPayload(session=Session.from_row(row), user_errors=[])
 
 
+# appendMessages' arguments by the service's names of what they concern.
+_APPEND_ARGUMENTS = {"messages": "messages"}
+
+
+async def _append_messages(
+    info: Info,
+    id: Annotated[UUID, strawberry.argument(description=_ID)],
+    messages: Annotated[
+        list[JSON],
+        strawberry.argument(
+            description="The messages to add at the end of the list, in this order: JSON values "
+            f"without NUL characters, each at most {JSON_MAX_DEPTH - 1} levels deep (one less "
+            "than `messages`, which holds them). An empty list changes nothing."
+        ),
+    ],
+) -> UpdateSessionPayload:
+    try:
+        row = await info.context.service.append_messages(id, messages)
+    except DomainError as error:
+        user_error = _user_error(error, _APPEND_ARGUMENTS, within=())
+        return UpdateSessionPayload(session=None, user_errors=[user_error])
+    return UpdateSessionPayload(session=Session.from_row(row), user_errors=[])
+
+
 async def _delete_session(
     info: Info, id: Annotated[UUID, strawberry.argument(description=_ID)]
 ) -> DeleteSessionPayload:
@@ -144,4 +173,11 @@ class Mutation:
         resolver=_delete_session,
         description="Deletes a session. Its children stay, without a parent (their `parentId` "
         "becomes null).",
+    )
+    append_messages: UpdateSessionPayload = strawberry.mutation(
+        resolver=_append_messages,
+        description="Adds `messages` at the end of the session's `messages` list, atomically: "
+        "appends made at once all land, each adding one to `version`. Stored `messages` that "
+        "are null count as an empty list; NOT_A_LIST when they hold anything else (an object, "
+        "a string, a number, a boolean), and nothing changes.",
     )

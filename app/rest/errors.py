@@ -32,6 +32,7 @@ class Code(enum.StrEnum):
     VERSION_CONFLICT = "VERSION_CONFLICT"
     BRANCH_TAKEN = "BRANCH_TAKEN"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
+    NOT_A_LIST = "NOT_A_LIST"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
@@ -47,6 +48,9 @@ STATUS_OF: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.VERSION_CONFLICT: (412, "Precondition Failed"),
     ErrorCode.BRANCH_TAKEN: (409, "Conflict"),
     ErrorCode.IDEMPOTENCY_MISMATCH: (422, "Unprocessable Entity"),
+    # No REST path appends to messages (appendMessages is GraphQL's); mapped all the same, so
+    # every domain error has its status.
+    ErrorCode.NOT_A_LIST: (422, "Unprocessable Entity"),
 }
 # Statuses the framework raises (unknown path, wrong method), with their title and code.
 _FRAMEWORK: dict[int, tuple[str, Code]] = {

@@ -1,5 +1,5 @@
-"""The changes to sessions (create, update, delete) and every rule they keep: validation,
-naming, parents without cycles, versions, idempotency, and the events after commit."""
+"""The changes to sessions (create, update, append to messages, delete) and every rule they keep:
+validation, naming, parents without cycles, versions, idempotency, and the events after commit."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from uuid import UUID
 
 import orjson
 
-from app import validation
+from app import model, validation
 from app.db import Database
 from app.errors import (
     BranchTaken,
     IdempotencyMismatch,
     InvalidInput,
+    NotAList,
     NotFound,
     ParentCycle,
     ParentNotFound,
@@ -29,6 +30,7 @@ from app.errors import (
 from app.events import EventKind, EventPublisher, SessionEvent
 from app.model import JSON_FIELDS, NULLABLE, NewSession, Session, SessionChanges
 from app.naming import Namer, with_suffix
+from app.service.keyed_locks import KeyedLocks
 from app.service.reads import MAX_ANCESTRY, SessionReads
 from app.store import Conflict, Constraint
 from app.tables import InboxStatus
@@ -54,6 +56,10 @@ class _ParentLockNeeded(Exception):
     """An update found that it moves the session to another parent: start over with the lock."""
 
 
+# How a refusal to append names what `messages` hold, by JSON type.
+_HOLDS = {"object": "an object", "string": "a string", "number": "a number", "boolean": "a boolean"}
+
+
 def _checked(current: Session | None, expected_version: int | None) -> Session:
     """`current`, when it exists at the expected version."""
     if current is None:
@@ -74,6 +80,7 @@ class SessionService(SessionReads):
         super().__init__(db)
         self.namer = namer
         self.events = events
+        self._appending: KeyedLocks[UUID] = KeyedLocks()
 
     async def create(self, new: NewSession, *, idempotency_key: str | None = None) -> Created:
         """A new session, `active`, named by the namer. With an idempotency key, a retry with
@@ -256,6 +263,35 @@ class SessionService(SessionReads):
             raise
         assert row is not None  # the row is locked by this transaction
         return row
+
+    async def append_messages(self, session_id: UUID, messages: list[Any]) -> Session:
+        """Append `messages` to the session's messages in one statement, so concurrent appends
+        all land, and bump `version`. A null counts as an empty list; any other value is refused
+        (NOT_A_LIST), as is a message the declaration's check refuses. Appending nothing changes
+        nothing (no version, no event), like an update with no field, but refuses the same."""
+        if not isinstance(messages, list):
+            raise InvalidInput("messages must be a list", "messages")
+        # Checked as the list it becomes in the stored one: each message one level down.
+        model.check("messages", messages)
+        if messages:
+            text = orjson.dumps(messages).decode()
+            # The row lock orders appends to a row, but their commits come back to their tasks in
+            # any order: turns here make this process announce them in version order.
+            async with self._appending.hold(session_id):
+                row = await self.store.append_messages(session_id, text, updated_at=_now())
+                if row is not None:
+                    await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
+                    return row
+        # Nothing appended. Read only now, and safely so: an id names no row before its creation
+        # has answered, so a row found now was there at the statement, holding no list (an array
+        # now became one since); no row now means none then or a delete since: NOT_FOUND.
+        kind = await self.store.messages_type(session_id)
+        if kind is None:
+            raise NotFound("Session not found")
+        if messages or kind != "array":
+            holds = _HOLDS.get(kind, "no list")
+            raise NotAList(f"messages holds {holds}, not a list to append to", "messages")
+        return await self._unchanged(session_id, None)
 
     async def delete(self, session_id: UUID) -> Session:
         """Delete a session; its children lose their parent (a change to each of them)."""

@@ -1,10 +1,11 @@
-"""What PostgreSQL and SQLite say differently: the few fragments the store's statements use, and
-how a list of values is passed as one parameter."""
+"""What PostgreSQL and SQLite say differently: the few fragments the store's statements use (JSON
+among them: its types, and appending to an array), and how a list of values is passed as one
+parameter."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import orjson
 from piccolo.columns import Column
@@ -25,9 +26,25 @@ class Dialect:
     # Appended to a SELECT that reads a row it will change, locking it until the transaction
     # ends (without blocking the foreign-key checks of other rows that point at it).
     lock_row: QueryString
+    # JSON's name (object, array, string, number, boolean, null; what PostgreSQL's
+    # `jsonb_typeof` says) for each JSON type the engine's `json_type` names otherwise.
+    json_types: ClassVar[Mapping[str, str]] = {}
 
     def json(self, value: Any) -> QueryString:
         """A JSON document given as text, as the value of a JSONB column."""
+        raise NotImplementedError
+
+    def array_or_empty(self, column: Column) -> QueryString:
+        """The JSON in `column`, with a null (SQL's or JSON's) read as an empty array."""
+        raise NotImplementedError
+
+    def json_type(self, value: QueryString) -> QueryString:
+        """The name of the JSON type of `value`, in the engine's words (see `json_types`)."""
+        raise NotImplementedError
+
+    def appended(self, array: QueryString, values: Any) -> QueryString:
+        """The JSON array `array` followed by the elements of `values`, a JSON array given as
+        text, in their order."""
         raise NotImplementedError
 
     def is_in(self, column: Column | QueryString, values: Any, sql_type: str) -> QueryString:
@@ -49,6 +66,15 @@ class Postgres(Dialect):
     def json(self, value: Any) -> QueryString:
         return QueryString("{}::jsonb", value)
 
+    def array_or_empty(self, column: Column) -> QueryString:
+        return QueryString("COALESCE(NULLIF({}, 'null'::jsonb), '[]'::jsonb)", column)
+
+    def json_type(self, value: QueryString) -> QueryString:
+        return QueryString("jsonb_typeof({})", value)
+
+    def appended(self, array: QueryString, values: Any) -> QueryString:
+        return QueryString("{} || {}", array, self.json(values))
+
     def is_in(self, column: Column | QueryString, values: Any, sql_type: str) -> QueryString:
         cast = {"uuid": "{} = ANY({}::uuid[])", "text": "{} = ANY({}::text[])"}[sql_type]
         return QueryString(cast, column, values)
@@ -62,9 +88,35 @@ class SQLite(Dialect):
     locks_parents = False
     lateral = False
     lock_row = QueryString("")
+    json_types: ClassVar[Mapping[str, str]] = {
+        "text": "string",
+        "integer": "number",
+        "real": "number",
+        "true": "boolean",
+        "false": "boolean",
+    }
 
     def json(self, value: Any) -> QueryString:
         return QueryString("{}", value)
+
+    def array_or_empty(self, column: Column) -> QueryString:
+        return QueryString("COALESCE(NULLIF({}, 'null'), '[]')", column)
+
+    def json_type(self, value: QueryString) -> QueryString:
+        return QueryString("json_type({})", value)
+
+    def appended(self, array: QueryString, values: Any) -> QueryString:
+        # The two arrays' texts joined: the first without its closing bracket, a comma, the
+        # second without its opening one. `json()` writes an array's text minified, from `[` to
+        # `]`. The join reads each text a few times however many elements either has, where a
+        # `json_insert` per element would parse the whole document once per element (and
+        # SQLite 3.40 has no ORDER BY in `json_group_array` to rebuild it in order).
+        return QueryString(
+            "CASE WHEN json_array_length({}) = 0 THEN json({})"
+            " WHEN json_array_length({}) = 0 THEN json({})"
+            " ELSE substr(json({}), 1, length(json({})) - 1) || ',' || substr(json({}), 2) END",
+            *(values, array, array, values, array, array, values),
+        )
 
     def is_in(self, column: Column | QueryString, values: Any, sql_type: str) -> QueryString:
         return QueryString("{} IN (SELECT value FROM json_each({}))", column, values)

@@ -110,6 +110,44 @@ def update(fields: tuple[str, ...]) -> Statement:
     return Statement(build)
 
 
+MESSAGES = schema.column("messages")
+
+
+@statement
+def APPEND_MESSAGES(dialect: Dialect) -> QueryString:
+    """Append the elements of a JSON array (`messages`, as text) to a row's messages, with a new
+    `updated_at` and the next version: one statement, so concurrent appends all land, each
+    reading what the one before it wrote (the row lock orders them). Only where the messages
+    are an array, a null reading as an empty one; otherwise no row comes back."""
+    stored = dialect.array_or_empty(MESSAGES)
+    return QueryString(
+        "UPDATE {} SET {} = {}, {} = {}, {} = {} + 1 WHERE {} = {} AND {} = 'array' RETURNING {}",
+        TABLE,
+        name(MESSAGES),
+        dialect.appended(stored, Param("messages")),
+        name(UPDATED_AT),
+        Param("updated_at"),
+        name(VERSION),
+        name(VERSION),
+        ID,
+        Param("id"),
+        dialect.json_type(stored),
+        COLUMNS,
+    )
+
+
+@statement
+def MESSAGES_TYPE(dialect: Dialect) -> QueryString:
+    """The JSON type of a row's messages as an append reads them (a null is an array)."""
+    return QueryString(
+        "SELECT {} AS type FROM {} WHERE {} = {}",
+        dialect.json_type(dialect.array_or_empty(MESSAGES)),
+        TABLE,
+        ID,
+        Param("id"),
+    )
+
+
 @statement
 def ORPHAN(dialect: Dialect) -> QueryString:
     """Every child of a session loses its parent: a change to each, with the next version."""

@@ -233,6 +233,26 @@ class SessionStore:
             raise Conflict(constraint) from error
         return row
 
+    async def append_messages(
+        self, session_id: UUID, messages: str, *, updated_at: datetime
+    ) -> Session | None:
+        """Append the elements of `messages`, a JSON array as text, to the row's messages and
+        bump the version, in one statement; None when no row changed: there is no such row, or
+        its messages are neither an array nor null (`messages_type` tells which)."""
+        row: Session | None = await self._fetchrow(
+            queries.APPEND_MESSAGES, messages=messages, id=session_id, updated_at=updated_at
+        )
+        return row
+
+    async def messages_type(self, session_id: UUID) -> str | None:
+        """The JSON type of the row's messages (`object`, `array`, `string`, `number`, `boolean`;
+        a null counts as an array, as for `append_messages`); None when there is no such row."""
+        row = await self._fetchrow(queries.MESSAGES_TYPE, id=session_id)
+        if row is None:
+            return None
+        kind: str = row["type"]
+        return self.dialect.json_types.get(kind, kind)
+
     async def orphan_children(self, parent: UUID, *, updated_at: datetime) -> list[Session]:
         """Every child of `parent` loses it, with a new version; the changed rows."""
         return await self._fetch(queries.ORPHAN, parent=parent, updated_at=updated_at)

@@ -1,17 +1,23 @@
-"""createSession, updateSession and deleteSession: each success and each `userErrors` code, through
-the schema and over HTTP."""
+"""createSession, updateSession, deleteSession and appendMessages: each success and each
+`userErrors` code, through the schema and over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
+from app.events import EventKind, LocalEvents
 from app.model import SessionChanges
 from app.service import SessionService
 from tests.conftest import SessionFactory
-from tests.graphql.conftest import Run
+from tests.graphql.conftest import Run, StatementLog
+
+# Appends made at once on one session.
+CONCURRENT = 50
 
 PAYLOAD = """
   session {
@@ -25,6 +31,9 @@ CREATE = f"""mutation ($input: CreateSessionInput!) {{
 UPDATE = f"""mutation ($id: UUID!, $input: UpdateSessionInput!) {{
   updateSession(id: $id, input: $input) {{ {PAYLOAD} }}
 }}"""
+APPEND = f"""mutation ($id: UUID!, $messages: [JSON!]!) {{
+  appendMessages(id: $id, messages: $messages) {{ {PAYLOAD} }}
+}}"""
 DELETE = """mutation ($id: UUID!) {
   deleteSession(id: $id) { deletedId userErrors { code field message } }
 }"""
@@ -32,6 +41,13 @@ DELETE = """mutation ($id: UUID!) {
 
 async def create(gql: Run, **fields: Any) -> dict[str, Any]:
     payload: dict[str, Any] = (await gql(CREATE, input=fields)).ok()["createSession"]
+    return payload
+
+
+async def append(gql: Run, session_id: Any, messages: list[Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = (await gql(APPEND, id=str(session_id), messages=messages)).ok()[
+        "appendMessages"
+    ]
     return payload
 
 
@@ -326,6 +342,108 @@ async def test_delete_session_orphans_its_children(
 async def test_delete_not_found(gql: Run) -> None:
     payload = (await gql(DELETE, id=str(uuid.uuid4()))).ok()["deleteSession"]
     only_error(payload, "NOT_FOUND", ["id"])
+
+
+# appendMessages ------------------------------------------------------------------------------
+
+
+async def test_append_messages_to_null_messages(gql: Run, make_session: SessionFactory) -> None:
+    row = await make_session(messages=None)
+    payload = await append(gql, row["id"], [{"role": "user", "content": "Hi"}])
+    assert payload["userErrors"] == []
+    session = payload["session"]
+    assert (session["messages"], session["version"]) == ([{"role": "user", "content": "Hi"}], 2)
+
+
+async def test_append_messages_to_a_list(gql: Run, make_session: SessionFactory) -> None:
+    row = await make_session(messages=[{"role": "user", "content": "Hi"}])
+    more = [{"role": "assistant", "content": "Hello"}, "plain", 3, [True]]
+    session = (await append(gql, row["id"], more))["session"]
+    assert session["messages"] == [{"role": "user", "content": "Hi"}, *more]
+    assert session["version"] == 2
+
+
+async def test_append_messages_written_in_the_document(
+    gql: Run, make_session: SessionFactory
+) -> None:
+    row = await make_session(messages=None)
+    document = f"""mutation {{
+      appendMessages(id: "{row["id"]}", messages: [{{role: "user", content: "Hi"}}, "two"]) {{
+        session {{ messages version }}
+      }}
+    }}"""
+    session = (await gql(document)).ok()["appendMessages"]["session"]
+    assert session == {"messages": [{"role": "user", "content": "Hi"}, "two"], "version": 2}
+
+
+@pytest.mark.parametrize("messages", [{"content": "Fix it"}, "Fix it", 42, 1.5, False])
+async def test_append_messages_to_something_else_than_a_list_changes_nothing(
+    gql: Run, make_session: SessionFactory, service: SessionService, messages: Any
+) -> None:
+    row = await make_session(messages=messages)
+    payload = await append(gql, row["id"], ["more"])
+    assert "not a list" in only_error(payload, "NOT_A_LIST", ["messages"])
+    stored = await service.get(row["id"])
+    assert stored is not None
+    assert (stored["messages"], stored["version"]) == (row["messages"], 1)
+
+
+async def test_append_messages_not_found(gql: Run) -> None:
+    payload = await append(gql, uuid.uuid4(), ["hello"])
+    only_error(payload, "NOT_FOUND", ["id"])
+
+
+@pytest.mark.parametrize("message", ["he\x00llo", {"content": "\x00"}, {"a\x00": 1}])
+async def test_append_messages_refuses_a_message_with_a_nul_character(
+    gql: Run, make_session: SessionFactory, service: SessionService, message: Any
+) -> None:
+    row = await make_session(messages=["one"])
+    payload = await append(gql, row["id"], ["fine", message])
+    assert "NUL" in only_error(payload, "INVALID_INPUT", ["messages"])
+    stored = await service.get(row["id"])
+    assert stored is not None
+    assert (stored["messages"], stored["version"]) == (row["messages"], 1)
+
+
+async def test_append_no_messages_changes_nothing(gql: Run, make_session: SessionFactory) -> None:
+    row = await make_session(messages=["one"])
+    session = (await append(gql, row["id"], []))["session"]
+    assert (session["messages"], session["version"]) == (["one"], 1)
+
+
+async def test_append_messages_is_one_statement(
+    execute: Run, make_session: SessionFactory, statements: StatementLog
+) -> None:
+    """No read of the list before it is written: the statement reads and writes it at once."""
+    row = await make_session(messages=None)
+    statements.clear()
+    await append(execute, row["id"], ["one"])
+    assert len(statements) == 1
+
+
+async def test_concurrent_appends_all_land_and_are_announced_in_version_order(
+    execute: Run, make_session: SessionFactory, service: SessionService, events: LocalEvents
+) -> None:
+    row = await make_session(messages=None)
+    async with events.subscribe() as queue:
+        payloads = await asyncio.gather(
+            *(append(execute, row["id"], [{"n": n}]) for n in range(CONCURRENT))
+        )
+        announced = [queue.get_nowait() for _ in range(queue.qsize())]
+
+    assert all(payload["userErrors"] == [] for payload in payloads)
+    stored = await service.get(row["id"])
+    assert stored is not None
+    messages = orjson.loads(stored["messages"])
+    assert sorted(message["n"] for message in messages) == list(range(CONCURRENT))
+    assert stored["version"] == CONCURRENT + 1
+    assert [event.kind for event in announced] == [EventKind.UPDATED] * CONCURRENT
+    versions = [event.session["version"] for event in announced]
+    assert versions == list(range(2, CONCURRENT + 2))
+    # Each event carries the list as that append left it: one message longer each time.
+    assert [len(orjson.loads(event.session["messages"])) for event in announced] == list(
+        range(1, CONCURRENT + 1)
+    )
 
 
 # Unexpected failures -------------------------------------------------------------------------
