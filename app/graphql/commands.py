@@ -100,12 +100,6 @@ def _input(
     return strawberry.input(type(name, (), namespace), name=name, description=description)
 
 
-def _description(alias: Any) -> str:
-    """The description the declaration gives a type of its own (e.g. `model.IdempotencyKey`)."""
-    description: str = msgspec.json.schema(alias)["description"]
-    return description
-
-
 CreateSessionInput = _input(
     model.NewSession,
     "CreateSessionInput",
@@ -113,7 +107,10 @@ CreateSessionInput = _input(
     "`inboxStatus` ACTIVE, `sbxConfig` null, the times and `version` 1.",
     (
         _Extra(
-            "idempotency_key", str, _description(model.IdempotencyKey), concerns="idempotency_key"
+            "idempotency_key",
+            str,
+            model.describe_type(model.IdempotencyKey),
+            concerns="idempotency_key",
         ),
     ),
 )
