@@ -31,6 +31,8 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str = "sqlite:///session-inbox.sqlite3"
     redis_url: str | None = None
+    # Events the log keeps for subscribers that resume (`after`).
+    event_retention: int = 100_000
     anthropic_api_key: str | None = None
     anthropic_model: str = "claude-haiku-4-5"
     anthropic_base_url: str | None = None
@@ -147,6 +149,9 @@ def load_settings(
     return Settings(
         database_url=get("DATABASE_URL", _database_url, defaults.database_url),
         redis_url=get("REDIS_URL", _redis_url, None),
+        event_retention=get(
+            "EVENT_RETENTION", lambda k, v: _int(k, v, minimum=1), defaults.event_retention
+        ),
         anthropic_api_key=get("ANTHROPIC_API_KEY", lambda _k, v: v.strip(), None),
         anthropic_model=get("ANTHROPIC_MODEL", lambda _k, v: v.strip(), defaults.anthropic_model),
         anthropic_base_url=get("ANTHROPIC_BASE_URL", lambda _k, v: v.strip(), None),

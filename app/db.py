@@ -99,14 +99,23 @@ class Database:
             return self.engine.transaction(transaction_type=TransactionType.immediate)
         return self.engine.transaction()
 
+    async def connect(self, **server_settings: str) -> asyncpg.Connection:
+        """A PostgreSQL connection of the caller's own, outside the pool, with the engine's
+        settings and `server_settings` over them."""
+        assert isinstance(self.engine, PostgresEngine)
+        config = dict(self.engine.config)
+        settings = dict(config.pop("server_settings", None) or {})
+        settings.update(server_settings)
+        connection: asyncpg.Connection = await asyncpg.connect(**config, server_settings=settings)
+        return connection
+
     @asynccontextmanager
     async def _stream_connection(self) -> AsyncIterator[Any]:
         if isinstance(self.engine, PostgresEngine):
-            config = dict(self.engine.config)
-            settings = dict(config.pop("server_settings", None) or {})
             # A stalled reader's transaction is ended by the server, which frees its connection.
-            settings["idle_in_transaction_session_timeout"] = str(STREAM_IDLE_TIMEOUT_MS)
-            connection = await asyncpg.connect(**config, server_settings=settings)
+            connection = await self.connect(
+                idle_in_transaction_session_timeout=str(STREAM_IDLE_TIMEOUT_MS)
+            )
             try:
                 yield connection
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,24 @@ class SessionFilter:
     title_contains: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """Whether the session `row` is among those a listing with this filter holds (as the
+        store's SQL decides, for an event that no query reads)."""
+        if self.inbox_status is not None and row["inbox_status"] not in self.inbox_status:
+            return False
+        if self.repo is not None and row["repo"] != self.repo:
+            return False
+        if self.parent_id is not None and row["parent"] != self.parent_id:
+            return False
+        if self.is_root is not None and (row["parent"] is None) is not self.is_root:
+            return False
+        if self.title_contains and self.title_contains.lower() not in row["title"].lower():
+            return False
+        created_at = row["created_at"]
+        if self.created_after is not None and not created_at > self.created_after:
+            return False
+        return self.created_before is None or created_at < self.created_before
 
 
 @dataclass(frozen=True, slots=True)

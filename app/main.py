@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app import rest
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
-from app.events import LocalEvents
+from app.events import Events
 from app.graphql.view import graphql_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
@@ -39,11 +39,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db = Database(engine)
         await db.open()
         namer, close_namer = make_namer(settings)
-        events = LocalEvents()
+        events = Events.for_settings(db, settings)
+        events.start()
         service = SessionService(db, namer, events)
         try:
             yield {"inbox": AppState(settings, db, events, service)}
         finally:
+            await events.stop()
             await close_namer()
             await db.close()
 

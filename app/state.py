@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from app.config import Settings
 from app.db import Database
-from app.events import LocalEvents
+from app.events import Events
 from app.service import SessionService
 
 
@@ -14,5 +14,5 @@ from app.service import SessionService
 class AppState:
     settings: Settings
     db: Database
-    events: LocalEvents
+    events: Events
     service: SessionService

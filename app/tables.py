@@ -1,4 +1,5 @@
-"""The `session` table and the inbox status enum. Queries live in `app.service`."""
+"""The `session` table, its `session_outbox`, and the inbox status enum. Queries live in
+`app.store`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import enum
 from piccolo.columns import (
     JSONB,
     UUID,
+    BigSerial,
     ForeignKey,
     Integer,
     Text,
@@ -54,3 +56,17 @@ class Session(Table, tablename="session"):
     idempotency_key = Text(null=True, default=None, unique=True)
     # A digest of the first creation's request, so a retry with another body is refused.
     idempotency_fingerprint = Text(null=True, default=None)
+
+
+class SessionOutbox(Table, tablename="session_outbox"):
+    """Events of committed changes that the relay has not yet moved to the event log. Triggers
+    made by the migration write a row here for every insert, update and delete of a session,
+    in the change's own transaction, so there is no change without its event and no event
+    without its change."""
+
+    id = BigSerial(primary_key=True)
+    kind = Varchar(length=16, null=False)
+    session_id = UUID(null=False)
+    # JSON text: {"session": the row after the change (before it, for a delete),
+    #             "previous": on an update, the row's fields before it but its JSON documents}.
+    data = Text(null=False)

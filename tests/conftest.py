@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
-from app.events import LocalEvents
+from app.events import Events, MemoryLog
 from app.main import create_app
 from app.migrate import migrate
 from app.model import NewSession
@@ -85,19 +85,29 @@ async def session_db(settings: Settings) -> AsyncIterator[Database]:
 async def db(session_db: Database) -> Database:
     """The database, emptied for this test."""
     if session_db.is_postgres:
-        await session_db.execute("TRUNCATE session")
+        await session_db.execute("TRUNCATE session, session_outbox")
     else:
         await session_db.execute("DELETE FROM session")
+        await session_db.execute("DELETE FROM session_outbox")
     return session_db
 
 
-@pytest.fixture
-def events() -> LocalEvents:
-    return LocalEvents()
+def idle_events(db: Database) -> Events:
+    """Events whose relay does not run: what changes write stays in the outbox."""
+    return Events(db, MemoryLog(1000))
 
 
 @pytest.fixture
-def service(db: Database, events: LocalEvents) -> SessionService:
+async def events(db: Database) -> AsyncIterator[Events]:
+    """This process's events over an in-process log, relayed and fanned out as in the server."""
+    events = Events(db, MemoryLog(1000))
+    events.start()
+    yield events
+    await events.stop()
+
+
+@pytest.fixture
+def service(db: Database, events: Events) -> SessionService:
     return SessionService(db, LocalNamer(), events)
 
 
@@ -135,7 +145,7 @@ def with_state(app: Starlette, state: dict[str, Any]) -> Any:
 
 @pytest.fixture
 async def app_state(
-    settings: Settings, db: Database, service: SessionService, events: LocalEvents
+    settings: Settings, db: Database, service: SessionService, events: Events
 ) -> AppState:
     return AppState(settings, db, events, service)
 

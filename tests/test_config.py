@@ -116,11 +116,11 @@ def test_env_example_lists_every_setting() -> None:
     text = (ROOT / ".env.example").read_text()
     keys = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines() if "=" in line}
     expected = {
-        "DATABASE_URL", "REDIS_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL", "ANTHROPIC_BASE_URL",
-        "NAMING_TIMEOUT_S", "NAMING_BRANCH_PREFIX", "RUN_MIGRATIONS", "API_TOKENS",
-        "CORS_ORIGINS", "GRAPHIQL", "INTROSPECTION", "MAX_BODY_BYTES", "MAX_QUERY_DEPTH",
-        "MAX_ALIASES", "MAX_TOKENS", "DB_STATEMENT_TIMEOUT_MS", "HOST", "PORT", "LOG_FORMAT",
-        "LOG_LEVEL",
+        "DATABASE_URL", "REDIS_URL", "EVENT_RETENTION", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
+        "ANTHROPIC_BASE_URL", "NAMING_TIMEOUT_S", "NAMING_BRANCH_PREFIX", "RUN_MIGRATIONS",
+        "API_TOKENS", "CORS_ORIGINS", "GRAPHIQL", "INTROSPECTION", "MAX_BODY_BYTES",
+        "MAX_QUERY_DEPTH", "MAX_ALIASES", "MAX_TOKENS", "DB_STATEMENT_TIMEOUT_MS", "HOST",
+        "PORT", "LOG_FORMAT", "LOG_LEVEL",
     }  # fmt: skip
     assert keys == expected
 

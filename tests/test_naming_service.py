@@ -12,10 +12,10 @@ import pytest
 
 from app.config import Settings
 from app.db import Database, make_engine
-from app.events import LocalEvents
 from app.model import NewSession
 from app.naming import is_valid_branch, make_namer
 from app.service import SessionService
+from tests.conftest import idle_events
 from tests.fake_anthropic import FakeAnthropic, FakeResponse
 
 
@@ -39,7 +39,7 @@ async def anthropic_service(
     settings: Settings, db: Database, fake: FakeAnthropic
 ) -> AsyncIterator[SessionService]:
     namer, close = make_namer(_anthropic_settings(settings, fake, timeout_s=5))
-    yield SessionService(db, namer, LocalEvents())
+    yield SessionService(db, namer, idle_events(db))
     await close()
 
 
@@ -85,7 +85,7 @@ async def test_slow_model_does_not_starve_reads(settings: Settings, fake: FakeAn
     await db.open()
     # The namer's deadline outlasts the test's own waits, so no creation gives up on the model.
     namer, close = make_namer(_anthropic_settings(settings, fake, timeout_s=300))
-    service = SessionService(db, namer, LocalEvents())
+    service = SessionService(db, namer, idle_events(db))
     try:
         seed = (await service.create(NewSession(repo="seed", target_branch="main"))).session
         # No answer leaves the model until the reads are done (`release()`), so a read that

@@ -21,13 +21,12 @@ from starlette.requests import Request
 from app.config import Settings
 from app.db import Database, make_engine
 from app.errors import DomainError, ErrorCode, NotAList
-from app.events import LocalEvents
 from app.main import create_app
 from app.naming import LocalNamer
 from app.rest.errors import STATUS_OF, Code, exception_handlers
 from app.service import SessionService
 from app.state import AppState
-from tests.conftest import with_state
+from tests.conftest import idle_events, with_state
 
 UNKNOWN_ID = "6f1c2b8e-3d4a-4e5f-8a9b-0c1d2e3f4a5b"
 MALFORMED_IDS = [
@@ -850,8 +849,9 @@ async def test_a_list_that_finds_no_stream_slot_free_is_503_with_retry_after(
 ) -> None:
     narrow = Database(make_engine(settings), pool_size=2, max_streams=1)
     await narrow.open()
-    service = SessionService(narrow, LocalNamer(), LocalEvents())
-    state = AppState(settings, narrow, LocalEvents(), service)
+    events = idle_events(narrow)
+    service = SessionService(narrow, LocalNamer(), events)
+    state = AppState(settings, narrow, events, service)
     transport = httpx.ASGITransport(app=with_state(create_app(settings), {"inbox": state}))
     # An async generator (typed as a mere iterator), closed below to give its slot back.
     held = cast(AsyncGenerator[Any, None], narrow.stream("SELECT 1 AS one"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 
 import asyncpg
 import orjson
@@ -22,20 +23,15 @@ from app.errors import (
     ParentNotFound,
     VersionConflict,
 )
-from app.events import EventKind, LocalEvents, SessionEvent
+from app.events import EventKind, EventLogUnavailable, Events, MemoryLog
+from app.events.log import Record
 from app.listing import SessionFilter, SessionOrder, SortField
 from app.model import NewSession, SessionChanges
 from app.naming import LocalNamer, is_valid_branch
 from app.service import PARENT_LOCK, Created, SessionService
 from app.tables import InboxStatus
-from tests.conftest import SessionFactory
-
-
-def drain(queue: asyncio.Queue[SessionEvent]) -> list[SessionEvent]:
-    events = []
-    while not queue.empty():
-        events.append(queue.get_nowait())
-    return events
+from tests.conftest import SessionFactory, idle_events
+from tests.watching import watching
 
 
 async def test_create_sets_defaults_and_names(service: SessionService) -> None:
@@ -281,9 +277,9 @@ async def test_delete_orphans_children(
 
 
 async def test_events_follow_committed_changes_only(
-    service: SessionService, events: LocalEvents, make_session: SessionFactory
+    service: SessionService, make_session: SessionFactory
 ) -> None:
-    async with events.subscribe() as queue:
+    async with watching(service) as watcher:
         row = await make_session()
         await service.update(row["id"], SessionChanges(title="New title"))
         with pytest.raises(VersionConflict):
@@ -291,26 +287,51 @@ async def test_events_follow_committed_changes_only(
         with pytest.raises(ParentCycle):
             await service.update(row["id"], SessionChanges(parent=row["id"]))
         await service.delete(row["id"])
-        seen = drain(queue)
+        sentinel = await make_session()
+        seen = await watcher.through(sentinel["id"])
     assert [(event.kind, event.session_id) for event in seen] == [
         (EventKind.CREATED, row["id"]),
         (EventKind.UPDATED, row["id"]),
         (EventKind.DELETED, row["id"]),
+        (EventKind.CREATED, sentinel["id"]),
     ]
-    assert seen[1].session["title"] == "New title"
-    assert seen[2].session["title"] == "New title"
+    assert seen[0].session == row
+    assert [event.session["version"] for event in seen[:3]] == [1, 2, 2]  # type: ignore[index]
+    assert seen[2].session["title"] == "New title"  # type: ignore[index]
+    assert [e.id for e in seen] == sorted({e.id for e in seen})
 
 
-async def test_failing_event_bus_does_not_lose_the_write(
-    service: SessionService,
-) -> None:
-    class BrokenBus:
-        async def publish(self, events: object) -> None:
-            raise ConnectionError("bus down")
+class DownLog(MemoryLog):
+    """An in-process log that refuses appends while `down` is set."""
 
-    service.events = BrokenBus()
-    created = await service.create(NewSession(repo="r", target_branch="main"))
-    assert await service.get(created.session["id"]) is not None
+    def __init__(self, retention: int) -> None:
+        super().__init__(retention)
+        self.down = True
+        self.refused = asyncio.Event()
+
+    async def append(self, records: Sequence[Record]) -> None:
+        if self.down:
+            self.refused.set()
+            raise EventLogUnavailable("down")
+        await super().append(records)
+
+
+async def test_an_unreachable_event_log_delays_events_and_loses_no_write(db: Database) -> None:
+    events_log = DownLog(100)
+    events = Events(db, events_log)
+    events.start()
+    try:
+        service = SessionService(db, LocalNamer(), events)
+        async with watching(service) as watcher:
+            created = await service.create(NewSession(repo="r", target_branch="main"))
+            assert await service.get(created.session["id"]) is not None
+            async with asyncio.timeout(10):
+                await events_log.refused.wait()
+            events_log.down = False
+            [event] = await watcher.count(1)
+        assert (event.kind, event.session) == (EventKind.CREATED, dict(created.session))
+    finally:
+        await events.stop()
 
 
 async def test_filters(service: SessionService, make_session: SessionFactory) -> None:
@@ -391,7 +412,7 @@ async def test_stalled_streams_do_not_take_the_pool(
     await make_session()
     db = Database(make_engine(settings), pool_size=2)
     await db.open()
-    service = SessionService(db, LocalNamer(), LocalEvents())
+    service = SessionService(db, LocalNamer(), idle_events(db))
     streams = [service.stream() for _ in range(4)]
     try:
         for stream in streams:
@@ -561,12 +582,14 @@ async def test_appending_to_an_unknown_session_is_not_found(service: SessionServ
 
 
 async def test_appending_nothing_changes_nothing(
-    service: SessionService, events: LocalEvents, make_session: SessionFactory
+    service: SessionService, make_session: SessionFactory
 ) -> None:
     row = await make_session(messages=["one"])
-    async with events.subscribe() as queue:
+    async with watching(service) as watcher:
         same = await service.append_messages(row["id"], [])
-        assert drain(queue) == []
+        sentinel = await make_session()
+        seen = await watcher.through(sentinel["id"])
+    assert [event.session_id for event in seen] == [sentinel["id"]]
     assert dict(same) == row
 
 
@@ -598,15 +621,18 @@ async def test_appended_messages_are_as_deep_as_the_declaration_lets_messages_be
 
 
 async def test_an_append_announces_the_session_as_it_is_after_it(
-    service: SessionService, events: LocalEvents, make_session: SessionFactory
+    service: SessionService, make_session: SessionFactory
 ) -> None:
     row = await make_session(messages=None)
-    async with events.subscribe() as queue:
+    async with watching(service) as watcher:
         appended = await service.append_messages(row["id"], ["one"])
         with pytest.raises(NotFound):
             await service.append_messages(uuid.uuid4(), ["two"])
-        seen = drain(queue)
-    assert seen == [SessionEvent(EventKind.UPDATED, row["id"], appended)]
+        sentinel = await make_session()
+        seen = await watcher.through(sentinel["id"])
+    assert [(e.kind, e.session_id, e.session) for e in seen[:-1]] == [
+        (EventKind.UPDATED, row["id"], dict(appended))
+    ]
 
 
 async def test_an_append_after_a_change_to_a_list_reads_the_new_list(
@@ -628,7 +654,7 @@ async def test_appends_from_two_services_at_once_all_land(
     other_db = Database(make_engine(settings), pool_size=10)
     await other_db.open()
     try:
-        other = SessionService(other_db, LocalNamer(), LocalEvents())
+        other = SessionService(other_db, LocalNamer(), idle_events(other_db))
         row = await make_session(messages=None)
         results = await asyncio.gather(
             *((service if n % 2 else other).append_messages(row["id"], [n]) for n in range(40))

@@ -10,13 +10,12 @@ import pytest
 
 from app.config import Settings
 from app.db import Database, DatabaseBusy, make_engine
-from app.events import LocalEvents
 from app.main import create_app
 from app.naming import LocalNamer
 from app.rest.errors import RETRY_AFTER_S
 from app.service import SessionService
 from app.state import AppState
-from tests.conftest import SessionFactory, with_state
+from tests.conftest import SessionFactory, idle_events, with_state
 
 
 @pytest.fixture
@@ -24,7 +23,7 @@ async def one_slot(settings: Settings, db: Database) -> AsyncIterator[SessionSer
     """A service whose database allows one stream at a time."""
     narrow = Database(make_engine(settings), pool_size=2, max_streams=1)
     await narrow.open()
-    yield SessionService(narrow, LocalNamer(), LocalEvents())
+    yield SessionService(narrow, LocalNamer(), idle_events(narrow))
     await narrow.close()
 
 
@@ -58,7 +57,7 @@ async def test_list_is_503_with_retry_after_when_no_stream_slot_is_free(
     settings: Settings, one_slot: SessionService, make_session: SessionFactory
 ) -> None:
     made = await make_session()
-    state = AppState(settings, one_slot.db, LocalEvents(), one_slot)
+    state = AppState(settings, one_slot.db, one_slot.events, one_slot)
     transport = httpx.ASGITransport(app=with_state(create_app(settings), {"inbox": state}))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         held = one_slot.stream()

@@ -1,5 +1,7 @@
 """The changes to sessions (create, update, append to messages, delete) and every rule they keep:
-validation, naming, parents without cycles, versions, idempotency, and the events after commit."""
+validation, naming, parents without cycles, versions and idempotency. Their events are written by
+the database in each change's transaction (the outbox's triggers); after a commit the service
+only wakes the relay."""
 
 from __future__ import annotations
 
@@ -27,10 +29,9 @@ from app.errors import (
     ParentNotFound,
     VersionConflict,
 )
-from app.events import EventKind, EventPublisher, SessionEvent
+from app.events import Events
 from app.model import JSON_FIELDS, NULLABLE, NewSession, Session, SessionChanges
 from app.naming import Namer, with_suffix
-from app.service.keyed_locks import KeyedLocks
 from app.service.reads import MAX_ANCESTRY, SessionReads
 from app.store import Conflict, Constraint
 from app.tables import InboxStatus
@@ -76,11 +77,9 @@ class SessionService(SessionReads):
     """Every rule about sessions, and the changes: create, update, delete. The REST and GraphQL
     faces call this and nothing else."""
 
-    def __init__(self, db: Database, namer: Namer, events: EventPublisher) -> None:
-        super().__init__(db)
+    def __init__(self, db: Database, namer: Namer, events: Events) -> None:
+        super().__init__(db, events)
         self.namer = namer
-        self.events = events
-        self._appending: KeyedLocks[UUID] = KeyedLocks()
 
     async def create(self, new: NewSession, *, idempotency_key: str | None = None) -> Created:
         """A new session, `active`, named by the namer. With an idempotency key, a retry with
@@ -154,7 +153,7 @@ class SessionService(SessionReads):
                 if earlier is None:  # pragma: no cover - it was deleted in between
                     continue
                 return Created(earlier, replayed=True)
-            await self._publish(SessionEvent(EventKind.CREATED, row["id"], row))
+            self.events.committed()
             return Created(row, replayed=False)
         raise BranchTaken("no free branch name could be found for this repo", "branch")
 
@@ -187,7 +186,7 @@ class SessionService(SessionReads):
             row = await self._apply(session_id, values, expected_version, merge_json, False)
         except _ParentLockNeeded:
             row = await self._apply(session_id, values, expected_version, merge_json, True)
-        await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
+        self.events.committed()
         return row
 
     async def _apply(
@@ -275,13 +274,10 @@ class SessionService(SessionReads):
         model.check("messages", messages)
         if messages:
             text = orjson.dumps(messages).decode()
-            # The row lock orders appends to a row, but their commits come back to their tasks in
-            # any order: turns here make this process announce them in version order.
-            async with self._appending.hold(session_id):
-                row = await self.store.append_messages(session_id, text, updated_at=_now())
-                if row is not None:
-                    await self._publish(SessionEvent(EventKind.UPDATED, row["id"], row))
-                    return row
+            row = await self.store.append_messages(session_id, text, updated_at=_now())
+            if row is not None:
+                self.events.committed()
+                return row
         # Nothing appended. Read only now, and safely so: an id names no row before its creation
         # has answered, so a row found now was there at the statement, holding no list (an array
         # now became one since); no row now means none then or a delete since: NOT_FOUND.
@@ -303,17 +299,7 @@ class SessionService(SessionReads):
             current = await self.store.lock(session_id)
             if current is None:
                 raise NotFound("Session not found")
-            orphans = await self.store.orphan_children(session_id, updated_at=_now())
+            await self.store.orphan_children(session_id, updated_at=_now())
             await self.store.delete(session_id)
-        await self._publish(
-            SessionEvent(EventKind.DELETED, current["id"], current),
-            *(SessionEvent(EventKind.UPDATED, row["id"], row) for row in orphans),
-        )
+        self.events.committed()
         return current
-
-    async def _publish(self, *events: SessionEvent) -> None:
-        """Announce committed changes. A failing bus costs the events, never the write."""
-        try:
-            await self.events.publish(events)
-        except Exception:
-            log.exception("could not publish %d session event(s)", len(events))

@@ -1,4 +1,5 @@
-"""Every read of sessions, and the rules of paging: cursors, page sizes, directions. Rows come
+"""Every read of sessions, and the rules of paging: cursors, page sizes, directions; and the
+reads of what changes, as events from a position in the event log. Rows come
 from the store as the driver gives them (no ORM object per row), with `messages` and
 `sbx_config` left as JSON text, so a reader can pass them through unparsed."""
 
@@ -9,6 +10,7 @@ from uuid import UUID
 
 from app.db import Database
 from app.errors import InvalidInput
+from app.events import Event, EventId, Events
 from app.listing import (
     MAX_PAGE,
     NEWEST_FIRST,
@@ -28,10 +30,47 @@ MAX_ANCESTRY = 1000
 class SessionReads:
     """Reads: one session, many, pages, counts, a stream, children and ancestry."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, events: Events) -> None:
         # The handle is kept for whoever hands it on; every statement goes through the store.
         self.db = db
         self.store = SessionStore(db)
+        self.events = events
+
+    async def event_cursor(self) -> str:
+        """The event log's position now: read it before reading sessions, then watch from it,
+        and no change after the read is missed. `EventLogUnavailable` when the log cannot be
+        reached."""
+        return str(await self.events.position())
+
+    def watch(
+        self,
+        *,
+        session_id: UUID | None = None,
+        filter: SessionFilter | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """The events of one session (`session_id`), of the sessions that match `filter`
+        before or after their change, or of all; with `after` (an event's id, or an
+        `event_cursor`), every one after that position first. RESYNC events come whatever the
+        match: the client re-reads what it shows, then goes on."""
+        position = None
+        if after is not None:
+            try:
+                position = EventId.parse(after)
+            except ValueError:
+                raise InvalidInput("after is not an event id", "after") from None
+
+        def match(event: Event) -> bool:
+            if session_id is not None and event.session_id != session_id:
+                return False
+            if filter is None:
+                return True
+            session, previous = event.session, event.previous
+            return (session is not None and filter.matches(session)) or (
+                previous is not None and filter.matches(previous)
+            )
+
+        return self.events.subscribe(position, match)
 
     async def get(self, session_id: UUID) -> Session | None:
         return await self.store.get(session_id)

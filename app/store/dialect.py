@@ -76,7 +76,11 @@ class Postgres(Dialect):
         return QueryString("{} || {}", array, self.json(values))
 
     def is_in(self, column: Column | QueryString, values: Any, sql_type: str) -> QueryString:
-        cast = {"uuid": "{} = ANY({}::uuid[])", "text": "{} = ANY({}::text[])"}[sql_type]
+        cast = {
+            "uuid": "{} = ANY({}::uuid[])",
+            "text": "{} = ANY({}::text[])",
+            "bigint": "{} = ANY({}::bigint[])",
+        }[sql_type]
         return QueryString(cast, column, values)
 
     def array(self, values: Iterable[Any]) -> Any:

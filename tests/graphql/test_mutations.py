@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from app.events import EventKind, LocalEvents
+from app.events import EventKind
 from app.model import SessionChanges
 from app.service import SessionService
 from tests.conftest import SessionFactory
 from tests.graphql.conftest import Run, StatementLog
+from tests.watching import watching
 
 # Appends made at once on one session.
 CONCURRENT = 50
@@ -422,14 +423,14 @@ async def test_append_messages_is_one_statement(
 
 
 async def test_concurrent_appends_all_land_and_are_announced_in_version_order(
-    execute: Run, make_session: SessionFactory, service: SessionService, events: LocalEvents
+    execute: Run, make_session: SessionFactory, service: SessionService
 ) -> None:
     row = await make_session(messages=None)
-    async with events.subscribe() as queue:
+    async with watching(service, session_id=row["id"]) as watcher:
         payloads = await asyncio.gather(
             *(append(execute, row["id"], [{"n": n}]) for n in range(CONCURRENT))
         )
-        announced = [queue.get_nowait() for _ in range(queue.qsize())]
+        announced = await watcher.count(CONCURRENT)
 
     assert all(payload["userErrors"] == [] for payload in payloads)
     stored = await service.get(row["id"])
@@ -438,10 +439,10 @@ async def test_concurrent_appends_all_land_and_are_announced_in_version_order(
     assert sorted(message["n"] for message in messages) == list(range(CONCURRENT))
     assert stored["version"] == CONCURRENT + 1
     assert [event.kind for event in announced] == [EventKind.UPDATED] * CONCURRENT
-    versions = [event.session["version"] for event in announced]
-    assert versions == list(range(2, CONCURRENT + 2))
+    sessions = [event.session for event in announced if event.session is not None]
+    assert [session["version"] for session in sessions] == list(range(2, CONCURRENT + 2))
     # Each event carries the list as that append left it: one message longer each time.
-    assert [len(orjson.loads(event.session["messages"])) for event in announced] == list(
+    assert [len(orjson.loads(session["messages"])) for session in sessions] == list(
         range(1, CONCURRENT + 1)
     )
 

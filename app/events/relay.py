@@ -1,0 +1,171 @@
+"""`Relay`: moves committed events from the outbox to the event log, oldest first, then removes
+them from the outbox. Every process runs one; one at a time leads (the others wait to take
+over), so a session's events enter the log in the order of its versions. An event is removed
+only once the log has it: a crash or an outage between the two sends it again (delivery is at
+least once; clients drop duplicates by session and version)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.events.log import EventLog, EventLogUnavailable, Record
+from app.store.outbox import Leadership, OutboxStore
+
+log = logging.getLogger(__name__)
+
+# Events moved per round trip.
+BATCH = 500
+# How often the relay looks at the outbox when nothing woke it, and how often a process that
+# does not lead tries to: a safety net, for commits wake the leader at once.
+POLL_S = 1.0
+# Waits between attempts while the log or the database cannot be reached.
+FIRST_RETRY_S = 0.05
+LAST_RETRY_S = 2.0
+# How often an outage's backlog is logged while it lasts.
+REPORT_S = 30.0
+
+
+class Relay:
+    """The outbox's relay in this process."""
+
+    def __init__(self, outbox: OutboxStore, events_log: EventLog) -> None:
+        self.outbox = outbox
+        self.log = events_log
+        self.relayed = 0
+        self.failures = 0
+        self._wake = asyncio.Event()
+        self._leadership: Leadership = outbox.leadership(self.wake)
+        self._task: asyncio.Task[None] | None = None
+        self._leading = False
+        # Since when relaying has failed (None while it works), and when the backlog was last
+        # reported during the outage.
+        self._outage_since: float | None = None
+        self._reported = 0.0
+        # Drains that ended with the outbox empty, for `caught_up`.
+        self._emptied = 0
+        self._emptied_changed = asyncio.Condition()
+
+    def wake(self) -> None:
+        """Look at the outbox now: something committed events to it."""
+        self._wake.set()
+
+    @property
+    def leads(self) -> bool:
+        """Whether this process's relay leads now."""
+        return self._leading and self._leadership.held
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, *, flush_s: float = 2.0) -> None:
+        """Stop relaying; first, while leading, give the backlog `flush_s` to reach the log."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        try:
+            if self._leading and flush_s > 0:
+                async with asyncio.timeout(flush_s):
+                    await self.drain()
+        except (TimeoutError, EventLogUnavailable):
+            log.warning(
+                "stopped with events left in the outbox: another instance, or the "
+                "next start, relays them"
+            )
+        except Exception:
+            log.exception("could not flush the outbox at stop")
+        finally:
+            self._leading = False
+            await self._leadership.release()
+
+    async def _run(self) -> None:
+        delay = 0.0
+        while True:
+            try:
+                if not self._leadership.held or not self._leading:
+                    self._leading = await self._leadership.try_acquire()
+                    if self._leading:
+                        log.info("this process relays the outbox's events")
+                if self._leading:
+                    await self.drain()
+                delay = 0.0
+            except EventLogUnavailable as error:
+                delay = await self._failed(delay, error)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database, mostly: it comes back
+                self._leading = False
+                await self._leadership.release()
+                delay = await self._failed(delay, error, database=True)
+            if delay:
+                await asyncio.sleep(delay)
+                continue
+            # Not `wait_for`: on Python 3.11 it can swallow a cancellation that comes as the
+            # event is set, and `stop` would wait for this task for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    await self._wake.wait()
+
+    async def _failed(self, delay: float, error: Exception, *, database: bool = False) -> float:
+        """The wait before the next attempt; the outage logged when it starts, and its backlog
+        every `REPORT_S` while it lasts."""
+        self.failures += 1
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            if database:
+                log.exception("the outbox relay cannot reach the database: retrying")
+            else:
+                log.warning(
+                    "the event log cannot be reached (%s): events wait in the outbox", error
+                )
+        if not database and now - self._reported >= REPORT_S:
+            self._reported = now
+            try:
+                backlog = await self.outbox.backlog()
+            except Exception:
+                log.debug("could not count the outbox", exc_info=True)
+            else:
+                log.warning("%d event(s) wait in the outbox for the event log", backlog)
+        return min(max(delay * 2, FIRST_RETRY_S), LAST_RETRY_S)
+
+    async def caught_up(self) -> None:
+        """Wait until every event committed before this call has been relayed (while this
+        process leads: another leader's progress is not seen here)."""
+        # The drain running now may have looked at the outbox before those commits; the one
+        # after it starts after this call.
+        target = self._emptied + 2
+        self.wake()
+        async with self._emptied_changed:
+            await self._emptied_changed.wait_for(lambda: self._emptied >= target)
+
+    async def drain(self) -> int:
+        """Move every event in the outbox to the log, oldest first; how many were moved."""
+        moved = 0
+        while True:
+            self._wake.clear()
+            pending = await self.outbox.pending(BATCH)
+            if not pending:
+                self._emptied += 1
+                async with self._emptied_changed:
+                    self._emptied_changed.notify_all()
+                break
+            await self.log.append(
+                [Record(event.kind, str(event.session_id), event.data) for event in pending]
+            )
+            await self.outbox.remove([event.id for event in pending])
+            moved += len(pending)
+            self.relayed += len(pending)
+        if self._outage_since is not None:
+            log.warning(
+                "the outbox relay works again after %.1f s: relayed %d waiting event(s)",
+                time.monotonic() - self._outage_since,
+                moved,
+            )
+            self._outage_since = None
+        return moved
