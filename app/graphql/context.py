@@ -1,11 +1,19 @@
-"""What every resolver receives as `info.context`: the service and this request's loaders."""
+"""What every resolver receives as `info.context`: the service and the loaders of what is being
+answered now.
+
+Over HTTP a context serves one request. Over a WebSocket one context serves the whole connection,
+every operation it runs and every event of its subscriptions, so its loaders are renewed for each
+of those (`FreshLoaders`, and the subscription for each event): a loader caches what it read, and
+a connection lasts far longer than what it read stays true."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import strawberry
 from starlette.requests import HTTPConnection
+from strawberry.extensions import SchemaExtension
 
 from app.graphql.loaders import Loaders
 from app.service import SessionService
@@ -19,7 +27,21 @@ class Context:
     request: HTTPConnection | None = None
 
     def __post_init__(self) -> None:
+        self.renew_loaders()
+
+    def renew_loaders(self) -> None:
+        """Loaders that have read nothing yet, so what comes next reads the data as it is now."""
         self.loaders = Loaders(self.service)
+
+
+class FreshLoaders(SchemaExtension):
+    """Every operation starts with fresh loaders, whether or not its context is new."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, Context):
+            context.renew_loaders()
+        yield
 
 
 Info = strawberry.Info[Context, None]

@@ -1,7 +1,9 @@
 """How failures reach clients. Expected ones are `userErrors` data (see `mutations`); a query's
-invalid argument is a GraphQL error coded BAD_USER_INPUT; a document the schema refuses (syntax,
-validation, depth, aliases, tokens, cost, introspection, variables) is reported as GraphQL reports
-it; everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and logged."""
+invalid argument is a GraphQL error coded BAD_USER_INPUT; a part of the service that cannot be
+reached now (the event log) is one coded SERVICE_UNAVAILABLE; a document the schema refuses
+(syntax, validation, depth, aliases, tokens, cost, introspection, variables) is reported as GraphQL
+reports it; everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and
+logged."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from strawberry.extensions import MaskErrors
 from app.errors import InvalidInput
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+# The codes of the errors a resolver raises on purpose, told to the client as they are.
+_EXPECTED = frozenset({BAD_USER_INPUT, SERVICE_UNAVAILABLE})
 
 
 def bad_user_input(error: InvalidInput) -> GraphQLError:
@@ -22,13 +27,21 @@ def bad_user_input(error: InvalidInput) -> GraphQLError:
     return GraphQLError(error.message, extensions=extensions)
 
 
+def service_unavailable(what: str) -> GraphQLError:
+    """`what` cannot be reached now; the same operation may succeed when tried again. Not logged
+    here: what keeps trying to reach it (the relay, the fan-out) logs the outage once."""
+    return GraphQLError(
+        f"{what} cannot be reached now; try again", extensions={"code": SERVICE_UNAVAILABLE}
+    )
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     if error.path is None:
         # Raised before execution: the document or its variables, unless an exception escaped
         # from somewhere else (an extension), which arrives wrapped as a non-GraphQL error.
         original = error.original_error
         return original is not None and not isinstance(original, GraphQLError)
-    return (error.extensions or {}).get("code") != BAD_USER_INPUT
+    return (error.extensions or {}).get("code") not in _EXPECTED
 
 
 class MaskUnexpectedErrors(MaskErrors):

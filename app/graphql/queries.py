@@ -1,4 +1,4 @@
-"""Queries: one session by id, and pages of sessions in keyset order."""
+"""Queries: the event log's position, one session by id, and pages of sessions in keyset order."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import strawberry
 
 from app import listing
 from app.errors import InvalidInput
+from app.events import EventLogUnavailable
 from app.graphql.context import Info
-from app.graphql.errors import bad_user_input
+from app.graphql.errors import bad_user_input, service_unavailable
 from app.graphql.inputs import SessionFilter, SessionOrder, given
 from app.graphql.types import Session, SessionConnection
 from app.listing import DEFAULT_PAGE, MAX_PAGE
@@ -20,6 +21,13 @@ _PAGE = f"(default {DEFAULT_PAGE}, at most {MAX_PAGE})"
 
 # The resolvers are module functions handed to `strawberry.field(resolver=...)`: the decorator
 # form with a description is untyped for mypy.
+
+
+async def _event_cursor(info: Info) -> str:
+    try:
+        return await info.context.service.event_cursor()
+    except EventLogUnavailable:
+        raise service_unavailable("the event log") from None
 
 
 async def _session(
@@ -71,6 +79,12 @@ async def _sessions(
 
 @strawberry.type(description="What can be read.")
 class Query:
+    event_cursor: str = strawberry.field(
+        resolver=_event_cursor,
+        description="The event log's position now: query it before reading data, then "
+        "subscribe to `sessionEvents` with `after:` it, and no change made after the read is "
+        "missed.",
+    )
     session: Session | None = strawberry.field(
         resolver=_session, description="The session with this id, or null when there is none."
     )

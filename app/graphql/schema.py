@@ -19,12 +19,14 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.config import Settings
+from app.graphql.context import FreshLoaders
 from app.graphql.cost import QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
 from app.graphql.limits import alias_rule, depth_rule
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.scalars import SCALARS
+from app.graphql.subscriptions import Subscription
 
 # Distinct documents whose parse and validation are kept; clients send few distinct queries.
 DOCUMENT_CACHE_SIZE = 512
@@ -52,10 +54,15 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
-    extensions += [partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE), MaskUnexpectedErrors]
+    extensions += [
+        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+        FreshLoaders,
+        MaskUnexpectedErrors,
+    ]
     return InboxSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )
