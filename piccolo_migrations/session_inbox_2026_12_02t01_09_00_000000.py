@@ -3,10 +3,11 @@
 its event commit or roll back together. On PostgreSQL a commit that wrote events also notifies
 `session_outbox`, which wakes the relay of whichever instance leads.
 
-An event's `data` holds `session` (the row after the change; for a delete, before it) and, for an
-update, `previous` (the row before it, without its JSON documents), both without the idempotency
-columns. A later migration that adds a column to `session` adds it to the SQLite triggers here
-(PostgreSQL's take the whole row)."""
+An event's `data` holds `session` (the row after the change; for a delete, the row before it with
+the version the delete is, one more, so that a client dropping duplicates by session and version
+keeps it) and, for an update, `previous` (the row before it, without its JSON documents), both
+without the idempotency columns. A later migration that adds a column to `session` adds it to
+the SQLite triggers here (PostgreSQL's take the whole row)."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
@@ -33,7 +34,8 @@ _POSTGRES = [
         IF TG_OP = 'DELETE' THEN
             INSERT INTO session_outbox (kind, session_id, data)
             VALUES ('DELETED', OLD.id,
-                    jsonb_build_object('session', to_jsonb(OLD) {_PRIVATE})::text);
+                    jsonb_build_object('session', to_jsonb(OLD) {_PRIVATE}
+                        || jsonb_build_object('version', OLD.version + 1))::text);
             RETURN OLD;
         END IF;
         INSERT INTO session_outbox (kind, session_id, data)
@@ -91,7 +93,11 @@ _SQLITE = [
         "UPDATED",
         f"json_object('session', {_row('NEW')}, 'previous', {_row('OLD', documents=False)})",
     ),
-    _sqlite_trigger("DELETE", "DELETED", f"json_object('session', {_row('OLD')})"),
+    _sqlite_trigger(
+        "DELETE",
+        "DELETED",
+        f"json_object('session', json_set({_row('OLD')}, '$.version', OLD.version + 1))",
+    ),
 ]
 
 

@@ -296,7 +296,7 @@ async def test_events_follow_committed_changes_only(
         (EventKind.CREATED, sentinel["id"]),
     ]
     assert seen[0].session == row
-    assert [event.session["version"] for event in seen[:3]] == [1, 2, 2]  # type: ignore[index]
+    assert [event.session["version"] for event in seen[:3]] == [1, 2, 3]  # type: ignore[index]
     assert seen[2].session["title"] == "New title"  # type: ignore[index]
     assert [e.id for e in seen] == sorted({e.id for e in seen})
 

@@ -60,6 +60,9 @@ class Fanout:
         self.log = events_log
         self._subscribers: set[_Subscriber] = set()
         self._reader: asyncio.Task[None] | None = None
+        # Set once the reader knows where it starts: a subscriber registered before that could
+        # miss what is appended between its registration and that position.
+        self._reading = asyncio.Event()
 
     def __len__(self) -> int:
         """How many subscribers there are."""
@@ -77,6 +80,7 @@ class Fanout:
 
     async def _read(self) -> None:
         last = await _patiently(self.log.position)
+        self._reading.set()
         outage = _Outage("the event log's reader")
         while True:
             try:
@@ -98,6 +102,7 @@ class Fanout:
         """The events that `match` accepts, and RESYNCs. With `after`: first every one after
         that position (or a RESYNC, when the log no longer holds them all), then live ones."""
         subscriber = _Subscriber()
+        await self._reading.wait()
         # Registered before the catch-up reads, so nothing committed meanwhile is missed.
         self._subscribers.add(subscriber)
         try:

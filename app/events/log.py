@@ -123,6 +123,9 @@ class MemoryLog:
     async def holds_all_after(self, position: EventId) -> bool:
         return position >= self._trimmed
 
+    def _newest(self) -> EventId:
+        return self._entries[-1].id if self._entries else START
+
     async def read(self, after: EventId, count: int) -> list[Entry]:
         entries = self._entries
         if not entries or entries[-1].id <= after:
@@ -134,7 +137,7 @@ class MemoryLog:
         async with self._appended:
             try:
                 async with asyncio.timeout(timeout_s):
-                    await self._appended.wait_for(lambda: self._last > after)
+                    await self._appended.wait_for(lambda: self._newest() > after)
             except TimeoutError:
                 return []
         return await self.read(after, count)

@@ -46,8 +46,8 @@ class SessionEvent:
     )
     session: Session | None = strawberry.field(
         description="The session as it is after the change; for DELETED, as it was just "
-        "before; null for RESYNC. Its relations (`parent`, `children`, `ancestors`) are read "
-        "when the event is sent."
+        "before, at the next version (a delete is a change); null for RESYNC. Its relations "
+        "(`parent`, `children`, `ancestors`) are read when the event is sent."
     )
 
     @classmethod
@@ -117,6 +117,5 @@ class Subscription:
         "matching event after that position, in order, then live ones: a client that "
         "reconnects with the last `eventId` it saw misses nothing; when the log no longer "
         "holds them all, a RESYNC comes first. Delivery is at least once: drop duplicates by "
-        "(`sessionId`, `session.version`), keeping DELETED apart (it carries the version of "
-        "the session's last change). A malformed `after` is a BAD_USER_INPUT error.",
+        "(`sessionId`, `session.version`). A malformed `after` is a BAD_USER_INPUT error.",
     )

@@ -193,8 +193,8 @@ async def test_a_subscriber_by_id_sees_every_change_to_its_session_from_either_a
         ("UPDATED", 3),
         ("UPDATED", 4),
         ("UPDATED", 5),
-        # As the session was just before it was deleted.
-        ("DELETED", 5),
+        # As the session was just before it was deleted, at the version the delete is.
+        ("DELETED", 6),
     ]
     assert {e["sessionId"] for e in seen} == {id}
     assert {e["session"]["id"] for e in seen} == {id}

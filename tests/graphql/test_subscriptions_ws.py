@@ -123,7 +123,7 @@ async def test_a_client_subscribed_over_a_websocket_receives_changes_made_over_h
     assert (updated["kind"], updated["sessionId"]) == ("UPDATED", session_id)
     assert updated["session"] == {"title": "Changed over HTTP", "version": 2}
     assert (deleted["kind"], deleted["sessionId"]) == ("DELETED", session_id)
-    assert deleted["session"] == {"title": "Changed over HTTP", "version": 2}
+    assert deleted["session"] == {"title": "Changed over HTTP", "version": 3}
 
 
 async def closed(websocket: ClientConnection) -> tuple[int | None, str | None]:
