@@ -17,6 +17,13 @@ SCHEMA_FILE = Path("schema.graphql")
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
+    # Events reach every process's subscribers through Redis only; and SQLite's outbox relay
+    # assumes it is the one process writing to the file.
+    if args.workers > 1 and not settings.is_postgres:
+        sys.exit("session-inbox: SQLite serves one process: run --workers 1, or PostgreSQL")
+    if args.workers > 1 and not settings.redis_url:
+        sys.exit("session-inbox: several workers need REDIS_URL to share events")
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,

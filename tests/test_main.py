@@ -109,11 +109,35 @@ async def test_unexpected_errors_are_masked_json(
     }
 
 
-def test_every_worker_logs_as_configured(tmp_path: Path) -> None:
+def test_several_workers_need_postgresql_and_redis(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    sqlite = subprocess.run(
+        [str(BIN / "session-inbox"), "serve", "--workers", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert sqlite.returncode != 0
+    assert "SQLite serves one process" in sqlite.stderr
+    env["DATABASE_URL"] = "postgres://root@127.0.0.1:1/none"
+    no_redis = subprocess.run(
+        [str(BIN / "session-inbox"), "serve", "--workers", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert no_redis.returncode != 0
+    assert "need REDIS_URL" in no_redis.stderr
+
+
+def test_every_worker_logs_as_configured(tmp_path: Path, database_urls: dict[str, str]) -> None:
     """With --workers, logging is set up in each worker process, where the requests run."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    env.update({"PORT": str(port), "LOG_FORMAT": "json"})
+    env.update(
+        {
+            "PORT": str(port),
+            "LOG_FORMAT": "json",
+            "DATABASE_URL": database_urls["postgres"],
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+    )
     log_file = tmp_path / "server.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(

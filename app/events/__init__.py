@@ -32,7 +32,9 @@ class Events:
 
     def __init__(self, db: Database, events_log: EventLog) -> None:
         self.log = events_log
-        self.relay = Relay(OutboxStore(db), events_log)
+        self.relay = Relay(
+            OutboxStore(db), events_log, shared=not isinstance(events_log, MemoryLog)
+        )
         self.fanout = Fanout(events_log)
 
     @classmethod

@@ -31,15 +31,18 @@ REPORT_S = 30.0
 class Relay:
     """The outbox's relay in this process."""
 
-    def __init__(self, outbox: OutboxStore, events_log: EventLog) -> None:
+    def __init__(self, outbox: OutboxStore, events_log: EventLog, *, shared: bool) -> None:
         self.outbox = outbox
         self.log = events_log
+        # Whether other processes read `events_log` (Redis) or only this one (in-process).
+        self.shared = shared
         self.relayed = 0
         self.failures = 0
         self._wake = asyncio.Event()
         self._leadership: Leadership = outbox.leadership(self.wake)
         self._task: asyncio.Task[None] | None = None
         self._leading = False
+        self._warned = False
         # Since when relaying has failed (None while it works), and when the backlog was last
         # reported during the outage.
         self._outage_since: float | None = None
@@ -91,6 +94,12 @@ class Relay:
                     self._leading = await self._leadership.try_acquire()
                     if self._leading:
                         log.info("this process relays the outbox's events")
+                    elif not self.shared and not self._warned:
+                        self._warned = True
+                        log.warning(
+                            "another process relays the outbox's events, and without REDIS_URL "
+                            "they never reach this one's subscribers: set REDIS_URL"
+                        )
                 if self._leading:
                     await self.drain()
                 delay = 0.0
