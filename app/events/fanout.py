@@ -88,7 +88,13 @@ class Fanout:
             except EventLogUnavailable as error:
                 await outage.wait(error)
                 continue
-            outage.over()
+            if outage.over() and not await _patiently(self.log.holds_all_after, last):
+                # The log came back without what it held (Redis lost its data), maybe with
+                # entries this reader had not read yet: every subscriber here is told, then goes
+                # on with what the log holds now (its ids all come after `last`).
+                log.warning("the event log lost events while it was away: subscribers resync")
+                for subscriber in tuple(self._subscribers):
+                    subscriber.offer([Event(last, EventKind.RESYNC)])
             if not entries:
                 continue
             last = entries[-1].id
@@ -124,6 +130,9 @@ class Fanout:
                 queue = subscriber.queue
                 while queue:
                     event = queue.popleft()
+                    if event.kind is EventKind.RESYNC:
+                        yield event
+                        continue
                     if event.id <= last:
                         continue  # already read by the catch-up
                     last = event.id
@@ -175,10 +184,13 @@ class _Outage:
         self.delay = min(max(self.delay * 2, FIRST_RETRY_S), LAST_RETRY_S)
         await asyncio.sleep(self.delay)
 
-    def over(self) -> None:
-        if self.delay:
-            log.info("%s reaches the event log again", self.what)
-            self.delay = 0.0
+    def over(self) -> bool:
+        """Whether an outage just ended."""
+        if not self.delay:
+            return False
+        log.info("%s reaches the event log again", self.what)
+        self.delay = 0.0
+        return True
 
 
 async def _patiently(call: Callable[..., Awaitable[T]], *args: Any) -> T:

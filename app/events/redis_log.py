@@ -29,7 +29,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.events.log import START, Entry, EventId, EventLogUnavailable, Record
+from app.events.log import Entry, EventId, EventLogUnavailable, Record
 
 CONNECT_TIMEOUT_S = 1.0
 # The longest a command may take once sent; `wait` adds it to the time it blocks.
@@ -68,11 +68,18 @@ end
 return last
 """
 
-# KEYS[1]: the stream. Its last-generated-id and max-deleted-entry-id, or nil when there is no
-# stream: XINFO STREAM from here, so the first and last entries it carries stay in Redis.
+# KEYS[1]: the stream. Its last-generated-id and max-deleted-entry-id: XINFO STREAM from here, so
+# the first and last entries it carries stay in Redis. With no stream, an empty one is made at
+# Redis's time now, with everything before it counted as gone: a position given out now is one
+# after which nothing is missing, and any from a lost stream is before it.
 _SUMMARY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return nil
+  local now = redis.call('TIME')
+  local id = string.format('%d-0', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  redis.call('XADD', KEYS[1], id, 'born', '')
+  redis.call('XDEL', KEYS[1], id)
+  redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', id)
+  return {id, id}
 end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local field = {}
@@ -132,15 +139,11 @@ class RedisLog:
             await self._append(keys=[self.key], args=args)
 
     async def position(self) -> EventId:
-        summary = await self._summarize()
-        return START if summary is None else summary[0]
+        last, _ = await self._summarize()
+        return last
 
     async def holds_all_after(self, position: EventId) -> bool:
-        summary = await self._summarize()
-        if summary is None:
-            # No stream: a position after START names an entry that is gone with it.
-            return position == START
-        _, gone = summary
+        _, gone = await self._summarize()
         return position >= gone
 
     async def read(self, after: EventId, count: int) -> list[Entry]:
@@ -166,13 +169,11 @@ class RedisLog:
         await self._blocking.aclose()
         await self._commands.aclose()
 
-    async def _summarize(self) -> tuple[EventId, EventId] | None:
-        """The stream's last generated id, and the position before which it has lost entries;
-        None when there is no stream."""
+    async def _summarize(self) -> tuple[EventId, EventId]:
+        """The stream's last generated id, and the position before which it has lost entries
+        (made empty when there is none)."""
         with _reaching():
             summary = await self._summary(keys=[self.key])
-        if summary is None:
-            return None
         last, gone = summary
         return EventId.parse(last), EventId.parse(gone)
 

@@ -26,6 +26,9 @@ FIRST_RETRY_S = 0.05
 LAST_RETRY_S = 2.0
 # How often an outage's backlog is logged while it lasts.
 REPORT_S = 30.0
+# How long a leader that cannot reach the log keeps leading before it lets another instance
+# (which may reach it) lead, and waits before trying to lead again.
+HANDOVER_S = 5.0
 
 
 class Relay:
@@ -43,6 +46,8 @@ class Relay:
         self._task: asyncio.Task[None] | None = None
         self._leading = False
         self._warned = False
+        # Until when this process lets others lead, having handed over.
+        self._standing_by_until = 0.0
         # Since when relaying has failed (None while it works), and when the backlog was last
         # reported during the outage.
         self._outage_since: float | None = None
@@ -90,7 +95,9 @@ class Relay:
         delay = 0.0
         while True:
             try:
-                if not self._leadership.held or not self._leading:
+                if (not self._leadership.held or not self._leading) and (
+                    time.monotonic() >= self._standing_by_until
+                ):
                     self._leading = await self._leadership.try_acquire()
                     if self._leading:
                         log.info("this process relays the outbox's events")
@@ -105,6 +112,7 @@ class Relay:
                 delay = 0.0
             except EventLogUnavailable as error:
                 delay = await self._failed(delay, error)
+                await self._hand_over_after_a_long_outage()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the database, mostly: it comes back
@@ -119,6 +127,16 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_S):
                     await self._wake.wait()
+
+    async def _hand_over_after_a_long_outage(self) -> None:
+        """Another instance may reach the log that this one cannot: past `HANDOVER_S`, let it
+        lead (what this one left in the outbox, it relays oldest first)."""
+        since = self._outage_since
+        if self._leading and since is not None and time.monotonic() - since > HANDOVER_S:
+            log.warning("the event log is out of reach: letting another instance relay")
+            self._leading = False
+            self._standing_by_until = time.monotonic() + HANDOVER_S
+            await self._leadership.release()
 
     async def _failed(self, delay: float, error: Exception, *, database: bool = False) -> float:
         """The wait before the next attempt; the outage logged when it starts, and its backlog
