@@ -6,6 +6,7 @@ is told to resync instead of holding memory."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -14,8 +15,9 @@ import pytest
 from app.config import Settings
 from app.db import Database, make_engine
 from app.errors import BranchTaken, VersionConflict
-from app.events import EventKind, Events, MemoryLog
+from app.events import EventKind, EventLogUnavailable, Events, MemoryLog
 from app.events import fanout as fanout_module
+from app.events import relay as relay_module
 from app.events.fanout import Fanout
 from app.events.log import START, Record
 from app.model import NewSession, SessionChanges
@@ -177,3 +179,36 @@ async def test_a_subscriber_that_falls_behind_gets_a_resync_and_goes_on(
     finally:
         await stream.aclose()
         await fanout.stop()
+
+
+class UnreachableLog(MemoryLog):
+    """An in-process log that no append reaches."""
+
+    async def append(self, records: Sequence[Record]) -> None:
+        raise EventLogUnavailable("out of reach")
+
+
+async def test_a_leader_cut_off_from_the_log_lets_another_instance_relay(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite serves one instance: its relay always leads")
+    monkeypatch.setattr(relay_module, "HANDOVER_S", 0.2)
+    other_db = Database(make_engine(settings), pool_size=2)
+    await other_db.open()
+    cut_off, reaching = Events(db, UnreachableLog(100)), Events(other_db, MemoryLog(100))
+    try:
+        cut_off.start()
+        async with asyncio.timeout(DEADLINE_S):
+            await cut_off.relay.caught_up()  # it drains, so it leads
+        reaching.start()
+        service = SessionService(db, LocalNamer(), cut_off)
+        row = (await service.create(NewSession(repo="r", target_branch="main"))).session
+        [entry] = await reaching.log.wait(START, 10, DEADLINE_S)
+        assert entry.record.session_id == str(row["id"])
+        assert reaching.relay.leads
+        assert not cut_off.relay.leads
+    finally:
+        await cut_off.stop()
+        await reaching.stop()
+        await other_db.close()
