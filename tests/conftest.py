@@ -75,7 +75,7 @@ def settings(engine_kind: str, database_urls: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 async def session_db(settings: Settings) -> AsyncIterator[Database]:
-    db = Database(make_engine(settings), pool_size=20)
+    db = Database(make_engine(settings), pool_size=10)
     await db.open()
     yield db
     await db.close()
