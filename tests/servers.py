@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from tests.ports import free_port
+
 BIN = Path(sys.executable).parent
 # The only variables a server inherits from the test's environment: none of them is a setting.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -46,14 +47,6 @@ STOP_TIMEOUT_S = 10.0
 START_ATTEMPTS = 3
 
 GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
-
-
-def free_port() -> int:
-    """A loopback port that nothing listened on a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(eq=False)

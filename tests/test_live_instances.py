@@ -26,8 +26,9 @@ from redis import Redis
 
 from app.store.outbox import RELAY_LOCK
 from tests.conftest import POSTGRES_SERVER
+from tests.ports import free_port
 from tests.redis_server import RedisServer
-from tests.servers import BIN, INHERITED, GraphQLSocket, Next, Operation, Server, Servers, free_port
+from tests.servers import BIN, INHERITED, GraphQLSocket, Next, Operation, Server, Servers
 
 WATCH = """
 subscription Watch($id: UUID, $after: String) {

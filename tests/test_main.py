@@ -4,7 +4,6 @@ from a SQLite file it creates and migrates."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,9 @@ import pytest
 from app.config import load_settings
 from app.main import create_app
 from tests.conftest import with_state
+from tests.ports import free_port
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_until_answering(url: str, process: subprocess.Popen[bytes], deadline_s: float) -> None:
@@ -46,7 +39,7 @@ def _wait_until_answering(url: str, process: subprocess.Popen[bytes], deadline_s
 @pytest.fixture
 def bare_server(tmp_path: Path) -> Iterator[str]:
     """`session-inbox serve` in an empty directory with no DATABASE_URL or other settings."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env["PORT"] = str(port)
     process = subprocess.Popen(
@@ -128,7 +121,7 @@ def test_several_workers_need_postgresql_and_redis(tmp_path: Path) -> None:
 
 def test_every_worker_logs_as_configured(tmp_path: Path, database_urls: dict[str, str]) -> None:
     """With --workers, logging is set up in each worker process, where the requests run."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update(
         {
