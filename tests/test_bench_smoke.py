@@ -1,5 +1,6 @@
 """The streaming `GET /sessions` through a real server process, driven by the benchmark that
-measures its memory (bench/stream_memory.py), so the benchmark keeps working too.
+measures its memory (bench/stream_memory.py), so the benchmark keeps working too; and the live
+updates benchmark (bench/subscribers.py) on a handful of subscribers.
 
 The default run streams a few hundred sessions and checks the count; the million-row run, marked
 slow, also checks the issue's target: resident memory growth under 64 MB. Neither times anything.
@@ -31,12 +32,18 @@ MEMORY_LIMIT_MB = 64
 
 
 async def stream_memory(*args: str) -> list[dict[str, Any]]:
-    """Runs `python -m bench.stream_memory ARGS --json` and returns its runs. If cancelled (a
-    timeout), the benchmark gets SIGINT first, so it stops the server it started."""
+    """Runs `python -m bench.stream_memory ARGS --json` and returns its runs."""
+    runs: list[dict[str, Any]] = await run_bench("bench.stream_memory", *args)
+    return runs
+
+
+async def run_bench(module: str, *args: str) -> Any:
+    """Runs `python -m MODULE ARGS --json`, which must exit 0, and returns what it printed last.
+    If cancelled (a timeout), the benchmark gets SIGINT first, so it stops what it started."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.stream_memory",
+        module,
         *args,
         "--json",
         cwd=REPO_ROOT,
@@ -54,8 +61,7 @@ async def stream_memory(*args: str) -> list[dict[str, Any]]:
                 process.kill()
                 await process.wait()
     assert process.returncode == 0, (stdout + stderr).decode()
-    runs: list[dict[str, Any]] = orjson.loads(stdout.splitlines()[-1])
-    return runs
+    return orjson.loads(stdout.splitlines()[-1])
 
 
 async def test_streamed_list_holds_every_session_through_the_server_process(
@@ -70,6 +76,17 @@ async def test_streamed_list_holds_every_session_through_the_server_process(
     [run] = runs
     assert run["error"] is None
     assert run["rows"] == run["expected"] == 300
+
+
+async def test_subscribers_benchmark_delivers_every_change_to_every_subscriber() -> None:
+    # Its own database, Redis and server: nothing of the test's fixtures is shared.
+    async with asyncio.timeout(180):
+        runs = await run_bench(
+            "bench.subscribers", "--subscribers", "5", "--changes", "2", "--relay-events", "50"
+        )
+
+    assert [(run["variant"], run["share"]) for run in runs["fanout"]] == [("id", 1), ("all", 1)]
+    assert runs["relay"]["delivered"] == 50
 
 
 async def test_the_raw_baseline_answers_what_our_server_answers(
