@@ -22,6 +22,7 @@ from app.config import Settings
 from app.graphql.context import FreshLoaders
 from app.graphql.cost import QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
+from app.graphql.execution import InboxExecutionContext
 from app.graphql.limits import alias_rule, depth_rule
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
@@ -65,4 +66,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=InboxExecutionContext,
     )

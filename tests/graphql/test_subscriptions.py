@@ -6,6 +6,7 @@ the log no longer holds it, and refused arguments. The WebSocket wiring is in
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import strawberry
+from graphql.execution.collect_fields import FieldDetails
 
 from app.db import Database
 from app.events import EventId, EventLogUnavailable, Events, MemoryLog
@@ -399,3 +401,31 @@ async def test_a_filter_no_session_can_match_is_bad_user_input(
     async with subscribed(schema, service, filter={"repo": "a\x00b"}) as sub:
         (result,) = await sub.until(lambda results: len(results) >= 1)
     assert result.error_codes() == ["BAD_USER_INPUT"]
+
+
+def field_details() -> int:
+    """How many of graphql-core's collected-field records are alive."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects() if type(obj) is FieldDetails)
+
+
+async def test_a_long_subscription_keeps_no_memory_per_event(
+    schema: strawberry.Schema, service: SessionService, make_session: SessionFactory
+) -> None:
+    """Each event's execution leaves nothing behind in the subscription (graphql-core 3.3.2
+    kept every event's collected fields in a cache shared by all of them)."""
+    row = await make_session()
+    query = (
+        "subscription ($id: UUID, $after: String) { sessionEvents(id: $id, after: $after) "
+        "{ eventId kind session { id title version parent { id } } } }"
+    )
+    after = await cursor(schema, service)
+    async with subscribed(schema, service, query, id=str(row["id"]), after=after) as sub:
+        for n in range(10):
+            await update(schema, service, row["id"], title=f"Warm-up {n}")
+        await sub.events(10)
+        before = field_details()
+        for n in range(40):
+            await update(schema, service, row["id"], title=f"Change {n}")
+        await sub.events(50)
+        assert field_details() <= before
