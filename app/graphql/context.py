@@ -22,16 +22,21 @@ from app.service import SessionService
 @dataclass(slots=True)
 class Context:
     service: SessionService
-    loaders: Loaders = field(init=False)
     # The HTTP request or WebSocket; None when the schema is executed directly (tests).
     request: HTTPConnection | None = None
+    _loaders: Loaders | None = field(default=None, init=False)
 
-    def __post_init__(self) -> None:
-        self.renew_loaders()
+    @property
+    def loaders(self) -> Loaders:
+        """This operation's (or event's) loaders, made when first used: most events and many
+        operations read no relation, and loaders made for nothing are garbage to collect."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.service)
+        return self._loaders
 
     def renew_loaders(self) -> None:
         """Loaders that have read nothing yet, so what comes next reads the data as it is now."""
-        self.loaders = Loaders(self.service)
+        self._loaders = None
 
 
 class FreshLoaders(SchemaExtension):
