@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app import rest
+from app.auth import Authenticator, RequireBearer
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import Events
@@ -64,7 +65,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "Preference-Applied",
                     "Idempotent-Replayed",
                 ],
-            )
+            ),
+            # Inside CORS (a preflight is answered, a 401 carries its headers), before the rest.
+            Middleware(RequireBearer, authenticator=Authenticator.for_settings(settings)),
         ],
         exception_handlers=rest.exception_handlers,
         lifespan=lifespan,

@@ -5,6 +5,7 @@ legacy `graphql-ws` alone is closed with 4406."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +17,12 @@ from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UnsetType
 
+from app.auth import Authenticator, Outcome
 from app.config import Settings
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
@@ -34,12 +38,33 @@ CONNECTION_INIT_WAIT_S = 10.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 
 
+@dataclass(slots=True)
+class SocketContext(Context):
+    """A WebSocket's context: Strawberry puts the `connection_init` payload here."""
+
+    connection_params: dict[str, object] = field(default_factory=dict)
+
+
 class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, *args: Any, authenticator: Authenticator, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.authenticator = authenticator
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         state: AppState = request.state.inbox
+        if isinstance(request, WebSocket):
+            return SocketContext(state.service, request)
         return Context(state.service, request)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        # HTTP requests are checked by `RequireBearer`; a WebSocket's token comes in its
+        # `connection_init`, and one without a valid token is closed with 4403.
+        params = context.connection_params if isinstance(context, SocketContext) else {}
+        if await self.authenticator.check_params(params) is not Outcome.ACCEPTED:
+            raise ConnectionRejectionError
+        return await super().on_ws_connect(context)
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
@@ -96,5 +121,6 @@ def graphql_route(settings: Settings) -> BaseRoute:
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         # A page that may call the API from another origin may subscribe from it too.
         allowed_origins=settings.cors_origins,
+        authenticator=Authenticator.for_settings(settings),
     )
     return HTTPAndWebSocketRoute("/graphql", view, methods=["GET", "POST"])

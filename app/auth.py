@@ -1,0 +1,163 @@
+"""Bearer authentication: who may call the API, and the 401 for those who may not.
+
+An `Authenticator` asks its verifiers, in turn, whether a bearer token is theirs; today the only
+one is `TokenVerifier` (`API_TOKENS`), and a JWT verifier joins the list as another `Verifier`.
+With no verifier the API is open, and `RequireBearer` says so once, when the app starts.
+
+`RequireBearer` guards every HTTP request but the open paths (health, the Swagger UI page and its
+assets, the OpenAPI document, the GraphiQL page); it sits inside `CORSMiddleware`, so a preflight
+is answered before it and a 401 still carries the CORS headers. A WebSocket is let through: its
+token comes in `connection_init`, which the GraphQL view checks (`on_ws_connect`)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import orjson
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.config import Settings
+from app.rest.errors import Code, error_response
+
+log = logging.getLogger(__name__)
+
+GRAPHQL_PATH = "/graphql"
+# Paths anyone may GET: probes, and pages a browser loads without the header (the OpenAPI
+# document too: Swagger UI fetches it before anyone can type a token, and it holds no data).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/", "/swagger-ui"})
+OPEN_PREFIXES = ("/docs/", "/swagger-ui/")
+# The GraphQL code of a request refused for want of credentials (the REST body says UNAUTHORIZED,
+# as the contract's error table has it).
+GRAPHQL_CODE = "UNAUTHENTICATED"
+GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
+
+
+class Verifier(Protocol):
+    """One kind of credential: configured tokens, or (later) JWTs of a key set."""
+
+    async def verify(self, token: str) -> bool:
+        """Whether `token` is a credential of this kind that is valid now."""
+        ...
+
+
+class TokenVerifier:
+    """The tokens of `API_TOKENS`, compared in constant time."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        # Digests, so each comparison takes the same time whatever the lengths of the two.
+        self._digests = tuple(_digest(token) for token in tokens)
+
+    async def verify(self, token: str) -> bool:
+        offered = _digest(token)
+        matched = False
+        # Every configured token is compared, without stopping at a match, so the time taken
+        # does not say which one matched.
+        for digest in self._digests:
+            matched |= hmac.compare_digest(offered, digest)
+        return matched
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"
+    MISSING = "missing"  # no `Authorization`, or not a bearer token
+    INVALID = "invalid"  # a bearer token that no verifier accepts
+
+
+class Authenticator:
+    """Decides a request's `Authorization` value with its verifiers; open when it has none."""
+
+    def __init__(self, verifiers: Sequence[Verifier]) -> None:
+        self.verifiers = tuple(verifiers)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Authenticator:
+        verifiers: list[Verifier] = []
+        if settings.api_tokens:
+            verifiers.append(TokenVerifier(settings.api_tokens))
+        return cls(verifiers)
+
+    @property
+    def is_open(self) -> bool:
+        return not self.verifiers
+
+    async def check(self, authorization: str | None) -> Outcome:
+        if self.is_open:
+            return Outcome.ACCEPTED
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110, 11.1); the token is not.
+        if scheme.lower() != "bearer":
+            return Outcome.MISSING
+        for verifier in self.verifiers:
+            if await verifier.verify(token.strip()):
+                return Outcome.ACCEPTED
+        return Outcome.INVALID
+
+    async def check_params(self, params: Mapping[str, object]) -> Outcome:
+        """As `check`, for a WebSocket's `connection_init` payload (`{"Authorization": …}`)."""
+        value = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+        return await self.check(value if isinstance(value, str) else None)
+
+
+def is_open_path(scope: Scope) -> bool:
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    path: str = scope["path"]
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        return True
+    # The GraphiQL page, as Strawberry decides to render it: a browser's GET without a query.
+    if path == GRAPHQL_PATH:
+        accept = Headers(scope=scope).get("accept", "")
+        query = QueryParams(scope["query_string"])
+        return "text/html" in accept and "query" not in query
+    return False
+
+
+def unauthorized(scope: Scope, outcome: Outcome) -> Response:
+    """The 401 for a request refused with `outcome`, in the body of the API it asked."""
+    challenge = 'Bearer error="invalid_token"' if outcome is Outcome.INVALID else "Bearer"
+    headers = {"WWW-Authenticate": challenge}
+    message = (
+        "the bearer token is not valid"
+        if outcome is Outcome.INVALID
+        else "an Authorization: Bearer <token> header is required"
+    )
+    if scope["path"] == GRAPHQL_PATH:
+        body = {"errors": [{"message": message, "extensions": {"code": GRAPHQL_CODE}}]}
+        accept = Headers(scope=scope).get("accept", "")
+        media_type = (
+            GRAPHQL_RESPONSE_TYPE if GRAPHQL_RESPONSE_TYPE in accept else "application/json"
+        )
+        return Response(orjson.dumps(body), 401, headers, media_type=media_type)
+    return error_response(401, "Unauthorized", message, Code.UNAUTHORIZED, headers)
+
+
+class RequireBearer:
+    """ASGI middleware: an HTTP request off the open paths needs a bearer token."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        # Starlette builds its middleware once, as the app starts: so this is said once.
+        if authenticator.is_open:
+            log.warning("no API_TOKENS configured: the API is open, anyone may read and write")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.authenticator.is_open or is_open_path(scope):
+            await self.app(scope, receive, send)
+            return
+        outcome = await self.authenticator.check(Headers(scope=scope).get("authorization"))
+        if outcome is Outcome.ACCEPTED:
+            await self.app(scope, receive, send)
+            return
+        await unauthorized(scope, outcome)(scope, receive, send)
