@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app import rest
 from app.auth import Authenticator, RequireBearer
+from app.body_limit import BodyLimit
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import Events
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ),
             # Inside CORS (a preflight is answered, a 401 carries its headers), before the rest.
             Middleware(RequireBearer, authenticator=Authenticator.for_settings(settings)),
+            # Inside CORS too, so that a 413 carries its headers.
+            Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],
         exception_handlers=rest.exception_handlers,
         lifespan=lifespan,
