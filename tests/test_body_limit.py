@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,7 +15,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -26,6 +24,7 @@ from app.config import Settings
 from app.main import create_app
 from app.state import AppState
 from tests.conftest import with_state
+from tests.loopback import serve_on_loopback
 
 LIMIT = 4096
 MSG = f"request body is larger than MAX_BODY_BYTES ({LIMIT} bytes)"
@@ -67,25 +66,10 @@ async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def served(app: Any) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free loopback port: `http://127.0.0.1:<port>`."""
-    # uvicorn gets the socket already bound, so no other test process can take the port first.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
     # A bounded shutdown: a test that fails may leave a request waiting for its body.
-    config = uvicorn.Config(app, lifespan="off", log_config=None, timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    config = {"lifespan": "off", "log_config": None, "timeout_graceful_shutdown": 2}
+    async with serve_on_loopback(app, **config) as base:
+        yield base
 
 
 async def listed(http: httpx.AsyncClient) -> list[Any]:

@@ -6,15 +6,13 @@ makes is answered from `tests/browser/node_modules` (installed by `scripts/boots
 because the files come from the same npm tarballs). Requests to loopback go through; every other
 external request is aborted, so a test never depends on the network.
 
-`run_graphiql_query` drives Strawberry's GraphiQL page; `serve_on_loopback` serves an ASGI app.
+`run_graphiql_query` drives Strawberry's GraphiQL page; `serve_app` serves an ASGI app.
 """
 
-import asyncio
 import contextlib
 import ipaddress
 import json
 import re
-import socket
 import urllib.parse
 import weakref
 from collections.abc import AsyncIterator
@@ -23,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright
+
+from tests.loopback import serve_on_loopback
 
 BROWSER_DIR = Path(__file__).resolve().parent
 NODE_MODULES = BROWSER_DIR / "node_modules"
@@ -197,26 +196,10 @@ async def browser_page(chromium_browser: Browser) -> AsyncIterator[Page]:
 
 
 @contextlib.asynccontextmanager
-async def serve_on_loopback(app: Any) -> AsyncIterator[str]:
+async def serve_app(app: Any) -> AsyncIterator[str]:
     """Serves an ASGI app with uvicorn on a free loopback port; yields `http://127.0.0.1:<port>`."""
-    # uvicorn gets the socket already bound, so no other test process can take the port first.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_on_loopback(app, log_level="warning", ws="websockets-sansio") as base:
+        yield base
 
 
 _QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"

@@ -16,7 +16,7 @@ from playwright.async_api import Page
 from app import model
 from app.config import load_settings
 from app.main import create_app
-from tests.browser.conftest import page_log, run_graphiql_query, serve_on_loopback
+from tests.browser.conftest import page_log, run_graphiql_query, serve_app
 from tests.conftest import POSTGRES_SERVER
 
 pytestmark = pytest.mark.browser
@@ -46,7 +46,7 @@ async def server() -> AsyncIterator[str]:
         load_settings(environ={}, env_file=None), database_url=f"{POSTGRES_SERVER}/{name}"
     )
     try:
-        async with serve_on_loopback(create_app(settings)) as url:
+        async with serve_app(create_app(settings)) as url:
             async with httpx.AsyncClient(base_url=url) as http:
                 for task in TASKS:
                     response = await http.post(

@@ -11,7 +11,7 @@ from playwright.async_api import Page, Request, Route
 
 from app.config import load_settings
 from app.main import create_app
-from tests.browser.conftest import page_log, serve_on_loopback
+from tests.browser.conftest import page_log, serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +22,7 @@ TIMEOUT_MS = 15_000
 async def server(tmp_sqlite_url: str) -> AsyncIterator[str]:
     """The base URL of a running server."""
     settings = replace(load_settings(environ={}, env_file=None), database_url=tmp_sqlite_url)
-    async with serve_on_loopback(create_app(settings)) as url:
+    async with serve_app(create_app(settings)) as url:
         yield url
 
 

@@ -6,7 +6,6 @@ subscription past the per-connection limit, a page from an origin it does not al
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -15,7 +14,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from websockets.asyncio.client import ClientConnection, connect
@@ -26,6 +24,7 @@ from app.config import Settings
 from app.db import Database
 from app.graphql import view
 from app.main import create_app
+from tests.loopback import serve_on_loopback
 
 DEADLINE_S = 10.0
 TRANSPORT_WS = Subprotocol("graphql-transport-ws")
@@ -45,27 +44,8 @@ class Server:
 async def serving(settings: Settings) -> AsyncIterator[Server]:
     """The app for `settings`, lifespan and all, served by uvicorn on a free loopback port in
     this event loop; stopped when the block ends."""
-    # uvicorn gets the socket already bound, so no other test process can take the port first.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), lifespan="on", log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            # uvicorn says nothing when it has started but its flag.
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield Server(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/graphql")
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(DEADLINE_S):
-            await task
-        sock.close()
+    async with serve_on_loopback(create_app(settings), lifespan="on", log_config=None) as base:
+        yield Server(base, base.replace("http://", "ws://", 1) + "/graphql")
 
 
 @pytest.fixture
