@@ -33,7 +33,8 @@ ENGINES = ("postgres", "sqlite")
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
 
 
-async def _admin(sql: str) -> None:
+async def admin_sql(sql: str) -> None:
+    """Runs `sql` on the server's `postgres` database (to make and drop test databases)."""
     admin = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
     try:
         await admin.execute(sql)
@@ -47,8 +48,8 @@ async def database_urls(
 ) -> AsyncIterator[dict[str, str]]:
     """One migrated database per engine for this test process, dropped at the end."""
     name = f"session_inbox_test_{os.getpid()}"
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(f'CREATE DATABASE "{name}"')
+    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_sql(f'CREATE DATABASE "{name}"')
     urls = {
         "postgres": f"{POSTGRES_SERVER}/{name}",
         "sqlite": f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.sqlite3'}",
@@ -57,7 +58,7 @@ async def database_urls(
         settings = replace(load_settings(environ={}, env_file=None), database_url=url)
         await migrate(make_engine(settings))
     yield urls
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session", params=ENGINES)

@@ -25,7 +25,7 @@ import pytest
 from redis import Redis
 
 from app.store.outbox import RELAY_LOCK
-from tests.conftest import POSTGRES_SERVER
+from tests.conftest import POSTGRES_SERVER, admin_sql
 from tests.ports import free_port
 from tests.redis_server import RedisServer
 from tests.servers import BIN, INHERITED, GraphQLSocket, Next, Operation, Server, Servers
@@ -54,8 +54,8 @@ Change = tuple[str, int]
 async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     """A database of this module's own in this process, migrated by the command line."""
     name = f"session_inbox_live_{os.getpid()}"
-    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(f'CREATE DATABASE "{name}"')
+    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_sql(f'CREATE DATABASE "{name}"')
     url = f"{POSTGRES_SERVER}/{name}"
     try:
         env = {key: os.environ[key] for key in INHERITED if key in os.environ}
@@ -77,15 +77,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         assert migrating.returncode == 0, output.decode(errors="replace")
         yield url
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _admin(sql: str) -> None:
-    admin = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
-    try:
-        await admin.execute(sql)
-    finally:
-        await admin.close()
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

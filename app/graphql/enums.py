@@ -17,7 +17,7 @@ from app import listing, tables
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _domain_enum(cls: type[E], *, name: str, description: str, values: Mapping[E, str]) -> None:
+def domain_enum(cls: type[E], *, name: str, description: str, values: Mapping[E, str]) -> None:
     """Registers the domain's enum `cls` as the GraphQL enum `name`, with a description for each
     value. Strawberry reads a value's description only from `strawberry.enum_value()` in the
     class body, which a `StrEnum` cannot hold, so the definition it made is given them here."""
@@ -36,7 +36,7 @@ InboxStatus = tables.InboxStatus
 SessionSortField = listing.SortField
 
 
-_domain_enum(
+domain_enum(
     InboxStatus,
     name="InboxStatus",
     description="Where a session stands in the inbox.",
@@ -47,7 +47,7 @@ _domain_enum(
         InboxStatus.ARCHIVED: "Put away: kept, but out of the inbox.",
     },
 )
-_domain_enum(
+domain_enum(
     SessionSortField,
     name="SessionSortField",
     description="What sessions are ordered by. Ties are ordered by id, so the order is total and "

@@ -13,7 +13,7 @@ import strawberry
 from app.errors import InvalidInput
 from app.events import Event, EventKind
 from app.graphql.context import Context, Info
-from app.graphql.enums import _domain_enum
+from app.graphql.enums import domain_enum
 from app.graphql.errors import bad_user_input
 from app.graphql.inputs import SessionFilter, given
 from app.graphql.types import Session
@@ -21,7 +21,7 @@ from app.graphql.types import Session
 # The domain's enum, by the name the schema gives it.
 SessionEventKind = EventKind
 
-_domain_enum(
+domain_enum(
     SessionEventKind,
     name="SessionEventKind",
     description="What an event tells.",
