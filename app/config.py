@@ -40,6 +40,11 @@ class Settings:
     naming_branch_prefix: str = ""
     run_migrations: bool = True
     api_tokens: tuple[str, ...] = ()
+    # Bearer JWTs: the key set's URL, and the issuer and audience a token must name (all three,
+    # or none).
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
     graphiql: bool = True
     introspection: bool = True
@@ -47,6 +52,13 @@ class Settings:
     max_query_depth: int = 10
     max_aliases: int = 30
     max_tokens: int = 2000
+    # Fields in one GraphQL selection set and in the whole document, fragments counted where
+    # they are spread.
+    max_selection_fields: int = 100
+    max_fields: int = 1000
+    # The request line and headers of one HTTP request, in bytes, and how many headers it has.
+    max_header_bytes: int = 32_768
+    max_headers: int = 100
     db_statement_timeout_ms: int = 5000
     host: str = "127.0.0.1"
     port: int = 8000
@@ -130,6 +142,13 @@ def _redis_url(key: str, raw: str) -> str:
     return value
 
 
+def _http_url(key: str, raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{key} must be https://… or http://…, got {raw!r}")
+    return value
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
 ) -> Settings:
@@ -146,7 +165,7 @@ def load_settings(
         return parse(key, raw)
 
     defaults = Settings()
-    return Settings(
+    settings = Settings(
         database_url=get("DATABASE_URL", _database_url, defaults.database_url),
         redis_url=get("REDIS_URL", _redis_url, None),
         event_retention=get(
@@ -159,6 +178,9 @@ def load_settings(
         naming_branch_prefix=get("NAMING_BRANCH_PREFIX", _branch_prefix, ""),
         run_migrations=get("RUN_MIGRATIONS", _bool, True),
         api_tokens=get("API_TOKENS", lambda _k, v: _csv(v), ()),
+        auth_jwks_url=get("AUTH_JWKS_URL", _http_url, None),
+        auth_issuer=get("AUTH_ISSUER", lambda _k, v: v.strip(), None),
+        auth_audience=get("AUTH_AUDIENCE", lambda _k, v: v.strip(), None),
         cors_origins=get("CORS_ORIGINS", lambda _k, v: _csv(v), defaults.cors_origins),
         graphiql=get("GRAPHIQL", _bool, True),
         introspection=get("INTROSPECTION", _bool, True),
@@ -170,6 +192,16 @@ def load_settings(
         ),
         max_aliases=get("MAX_ALIASES", lambda k, v: _int(k, v, minimum=1), defaults.max_aliases),
         max_tokens=get("MAX_TOKENS", lambda k, v: _int(k, v, minimum=10), defaults.max_tokens),
+        max_selection_fields=get(
+            "MAX_SELECTION_FIELDS",
+            lambda k, v: _int(k, v, minimum=1),
+            defaults.max_selection_fields,
+        ),
+        max_fields=get("MAX_FIELDS", lambda k, v: _int(k, v, minimum=1), defaults.max_fields),
+        max_header_bytes=get(
+            "MAX_HEADER_BYTES", lambda k, v: _int(k, v, minimum=1024), defaults.max_header_bytes
+        ),
+        max_headers=get("MAX_HEADERS", lambda k, v: _int(k, v, minimum=8), defaults.max_headers),
         db_statement_timeout_ms=get(
             "DB_STATEMENT_TIMEOUT_MS",
             lambda k, v: _int(k, v, minimum=0),
@@ -180,3 +212,14 @@ def load_settings(
         log_format=get("LOG_FORMAT", lambda k, v: _choice(k, v, _LOG_FORMATS), "text"),
         log_level=get("LOG_LEVEL", lambda k, v: _choice(k, v, _LOG_LEVELS), "info"),
     )
+    jwt = {
+        "AUTH_JWKS_URL": settings.auth_jwks_url,
+        "AUTH_ISSUER": settings.auth_issuer,
+        "AUTH_AUDIENCE": settings.auth_audience,
+    }
+    if any(jwt.values()) and not all(jwt.values()):
+        missing = ", ".join(key for key, value in jwt.items() if not value)
+        raise ConfigError(
+            f"AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE go together: {missing} unset"
+        )
+    return settings

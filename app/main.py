@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Starlette:
     """The application for `settings` (default: read from the environment and `.env`)."""
     settings = settings or load_settings()
+    # One for the HTTP middleware and the WebSocket's `connection_init`: one key cache.
+    authenticator = Authenticator.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -52,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     return Starlette(
-        routes=[*rest.routes, *docs.routes, graphql_route(settings)],
+        routes=[*rest.routes, *docs.routes, graphql_route(settings, authenticator)],
         middleware=[
             Middleware(
                 CORSMiddleware,
@@ -65,10 +67,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "Link",
                     "Preference-Applied",
                     "Idempotent-Replayed",
+                    "WWW-Authenticate",
                 ],
             ),
             # Inside CORS (a preflight is answered, a 401 carries its headers), before the rest.
-            Middleware(RequireBearer, authenticator=Authenticator.for_settings(settings)),
+            Middleware(RequireBearer, authenticator=authenticator),
             # Inside CORS too, so that a 413 carries its headers.
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -115,14 +116,41 @@ def test_bad_values_name_the_variable(key: str, value: str) -> None:
 def test_env_example_lists_every_setting() -> None:
     text = (ROOT / ".env.example").read_text()
     keys = {line.split("=", 1)[0].lstrip("# ") for line in text.splitlines() if "=" in line}
-    expected = {
-        "DATABASE_URL", "REDIS_URL", "EVENT_RETENTION", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL",
-        "ANTHROPIC_BASE_URL", "NAMING_TIMEOUT_S", "NAMING_BRANCH_PREFIX", "RUN_MIGRATIONS",
-        "API_TOKENS", "CORS_ORIGINS", "GRAPHIQL", "INTROSPECTION", "MAX_BODY_BYTES",
-        "MAX_QUERY_DEPTH", "MAX_ALIASES", "MAX_TOKENS", "DB_STATEMENT_TIMEOUT_MS", "HOST",
-        "PORT", "LOG_FORMAT", "LOG_LEVEL",
-    }  # fmt: skip
+    # Each setting is read from the variable named as its field, upper-cased.
+    expected = {field.name.upper() for field in dataclasses.fields(Settings)}
     assert keys == expected
+
+
+def test_jwt_settings_go_together() -> None:
+    env = {
+        "AUTH_JWKS_URL": "https://idp.example/certs",
+        "AUTH_ISSUER": "https://idp.example",
+        "AUTH_AUDIENCE": "inbox",
+    }
+    settings = load_settings(env, env_file=None)
+    assert (settings.auth_jwks_url, settings.auth_issuer, settings.auth_audience) == (
+        "https://idp.example/certs",
+        "https://idp.example",
+        "inbox",
+    )
+    with pytest.raises(ConfigError, match="AUTH_AUDIENCE"):
+        load_settings({**env, "AUTH_AUDIENCE": ""}, env_file=None)
+    with pytest.raises(ConfigError, match="AUTH_JWKS_URL"):
+        load_settings({**env, "AUTH_JWKS_URL": "ftp://idp.example/certs"}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("MAX_SELECTION_FIELDS", "0"),
+        ("MAX_FIELDS", "many"),
+        ("MAX_HEADER_BYTES", "100"),
+        ("MAX_HEADERS", "2"),
+    ],
+)
+def test_a_limit_out_of_range_names_its_variable(key: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings({key: raw}, env_file=None)
 
 
 def test_server_refuses_to_start_with_a_bad_value(tmp_path: Path) -> None:

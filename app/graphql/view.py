@@ -110,8 +110,9 @@ class HTTPAndWebSocketRoute(BaseRoute):
         await self._route(scope).handle(scope, receive, send)
 
 
-def graphql_route(settings: Settings) -> BaseRoute:
-    """The `/graphql` route for an app with `settings`."""
+def graphql_route(settings: Settings, authenticator: Authenticator) -> BaseRoute:
+    """The `/graphql` route for an app with `settings`, its WebSockets checked by
+    `authenticator`."""
     view = GraphQLView(
         build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
@@ -121,6 +122,6 @@ def graphql_route(settings: Settings) -> BaseRoute:
         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         # A page that may call the API from another origin may subscribe from it too.
         allowed_origins=settings.cors_origins,
-        authenticator=Authenticator.for_settings(settings),
+        authenticator=authenticator,
     )
     return HTTPAndWebSocketRoute("/graphql", view, methods=["GET", "POST"])
