@@ -1,8 +1,8 @@
 """Bearer authentication: who may call the API, and the 401 for those who may not.
 
-An `Authenticator` asks its verifiers, in turn, whether a bearer token is theirs; today the only
-one is `TokenVerifier` (`API_TOKENS`), and a JWT verifier joins the list as another `Verifier`.
-With no verifier the API is open, and `RequireBearer` says so once, when the app starts.
+An `Authenticator` asks its verifiers, in turn, whether a bearer token is theirs: `TokenVerifier`
+(`API_TOKENS`) and `JwtVerifier` (`AUTH_JWKS_URL`, in `app.jwt_auth`), either or both. With no
+verifier the API is open, and `RequireBearer` says so once, when the app starts.
 
 `RequireBearer` guards every HTTP request but the open paths (health, the Swagger UI page and its
 assets, the OpenAPI document, the GraphiQL page); it sits inside `CORSMiddleware`, so a preflight
@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
+from app.jwt_auth import JwtVerifier
 from app.rest.errors import Code, error_response
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 
 
 class Verifier(Protocol):
-    """One kind of credential: configured tokens, or (later) JWTs of a key set."""
+    """One kind of credential: configured tokens, or JWTs of a key set."""
 
     async def verify(self, token: str) -> bool:
         """Whether `token` is a credential of this kind that is valid now."""
@@ -85,6 +86,11 @@ class Authenticator:
         verifiers: list[Verifier] = []
         if settings.api_tokens:
             verifiers.append(TokenVerifier(settings.api_tokens))
+        # `load_settings` has checked that the three come together.
+        if settings.auth_jwks_url and settings.auth_issuer and settings.auth_audience:
+            verifiers.append(
+                JwtVerifier(settings.auth_jwks_url, settings.auth_issuer, settings.auth_audience)
+            )
         return cls(verifiers)
 
     @property
@@ -150,7 +156,10 @@ class RequireBearer:
         self.authenticator = authenticator
         # Starlette builds its middleware once, as the app starts: so this is said once.
         if authenticator.is_open:
-            log.warning("no API_TOKENS configured: the API is open, anyone may read and write")
+            log.warning(
+                "no API_TOKENS nor AUTH_JWKS_URL configured: the API is open, anyone may read "
+                "and write"
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.authenticator.is_open or is_open_path(scope):

@@ -159,7 +159,7 @@ async def test_with_no_tokens_the_api_is_open_and_says_so_once(
         assert (await http.get("/sessions")).status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.name == "app.auth"]
     assert len(warnings) == 1
-    assert "no API_TOKENS" in warnings[0]
+    assert "no API_TOKENS nor AUTH_JWKS_URL" in warnings[0]
     assert "anyone may read and write" in warnings[0]
 
 
