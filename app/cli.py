@@ -15,7 +15,7 @@ SCHEMA_FILE = Path("schema.graphql")
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
+    from app.server import run, server_config
 
     # Events reach every process's subscribers through Redis only; and SQLite's outbox relay
     # assumes it is the one process writing to the file.
@@ -24,16 +24,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.workers > 1 and not settings.redis_url:
         sys.exit("session-inbox: several workers need REDIS_URL to share events")
 
-    uvicorn.run(
+    config = server_config(
         "app.main:create_app",
+        settings,
         factory=True,
         host=args.host or settings.host,
         port=args.port if args.port is not None else settings.port,
         workers=args.workers,
         reload=args.reload,
         log_config=logging_config(settings),
-        proxy_headers=True,
     )
+    run(config)
 
 
 def _migrate(settings: Settings) -> None:

@@ -50,10 +50,12 @@ class SigningKey:
     private: PrivateKey
 
     @classmethod
-    def generate(cls, alg: str = "RS256", kid: str | None = None) -> SigningKey:
+    def generate(
+        cls, alg: str = "RS256", kid: str | None = None, rsa_bits: int = 2048
+    ) -> SigningKey:
         private: PrivateKey
         if alg.startswith(("RS", "PS")):
-            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            private = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
         elif alg == "ES256":
             private = ec.generate_private_key(ec.SECP256R1())
         elif alg == "EdDSA":

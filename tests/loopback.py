@@ -1,5 +1,6 @@
 """`serve_on_loopback`: an ASGI app served by uvicorn on a free loopback port, in the test's
-own event loop, started and stopped within deadlines."""
+own event loop, with the settings `session-inbox serve` runs (`app.server`), started and stopped
+within deadlines."""
 
 from __future__ import annotations
 
@@ -11,18 +12,24 @@ from typing import Any
 
 import uvicorn
 
+from app.config import Settings
+from app.server import server_config
+
 DEADLINE_S = 30.0
 
 
 @asynccontextmanager
-async def serve_on_loopback(app: Any, **config: Any) -> AsyncIterator[str]:
-    """Serves `app` (uvicorn settings in `config`) until the block ends; yields
+async def serve_on_loopback(
+    app: Any, *, settings: Settings | None = None, **config: Any
+) -> AsyncIterator[str]:
+    """Serves `app` as `session-inbox serve` would under `settings` (default: the defaults),
+    uvicorn's own settings overridden by `config`, until the block ends; yields
     `http://127.0.0.1:<port>`."""
     # uvicorn gets the socket already bound, so no other test process can take the port first.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, **config))
+    server = uvicorn.Server(server_config(app, settings or Settings(), **config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(DEADLINE_S):

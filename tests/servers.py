@@ -5,6 +5,7 @@ stamps each message with the time it arrived.
 
     with Servers(tmp_path, DATABASE_URL=url, REDIS_URL=redis.url) as servers:
         a = await servers.start("a")                   # answering, or an error with its log
+        w = await servers.start("w", "--workers", "2") # arguments of `session-inbox serve`
         b = await servers.start("b", REDIS_URL=other)  # the environment, per server
         a.kill()                                       # SIGKILL; `a.stop()`: SIGTERM, bounded
     # whatever still runs is stopped here, killed if it lingers
@@ -24,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,10 +102,11 @@ class Servers:
         self._started: list[Server] = []
         self._numbers = itertools.count(1)
 
-    async def start(self, name: str, **environ: str) -> Server:
-        """A server with the shared environment updated by `environ`, once it answers HTTP."""
+    async def start(self, name: str, *args: str, **environ: str) -> Server:
+        """A server (`session-inbox serve *args`) with the shared environment updated by
+        `environ`, once it answers HTTP."""
         for attempt in range(1, START_ATTEMPTS + 1):
-            server = self._spawn(name, environ)
+            server = self._spawn(name, args, environ)
             try:
                 await _until_answering(server)
             except RuntimeError:
@@ -115,7 +117,7 @@ class Servers:
             return server
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _spawn(self, name: str, environ: Mapping[str, str]) -> Server:
+    def _spawn(self, name: str, args: Sequence[str], environ: Mapping[str, str]) -> Server:
         workdir = self.directory / f"{name}-{next(self._numbers)}"
         workdir.mkdir(parents=True)
         port = free_port()
@@ -127,7 +129,7 @@ class Servers:
         log = workdir / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [str(BIN / "session-inbox"), "serve"],
+                [str(BIN / "session-inbox"), "serve", *args],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import hmac
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 
@@ -201,6 +202,20 @@ async def test_a_websocket_is_accepted_with_a_good_jwt_and_closed_with_4403_othe
 
 
 @one_engine
+async def test_a_jwt_signed_by_a_short_rsa_key_of_the_set_is_refused(
+    settings: Settings, app_state: AppState
+) -> None:
+    short = SigningKey.generate("RS256", rsa_bits=1024)
+    strong = SigningKey.generate("ES256")
+    with warnings.catch_warnings(category=jwt.InsecureKeyLengthWarning, action="ignore"):
+        weak = short.sign(claims())  # PyJWT warns as it signs with such a key
+    with JwksServer(short, strong) as jwks:
+        async with client_for(with_jwt(settings, jwks.url), app_state) as http:
+            assert await rest_status(http, weak) == 401
+            assert await rest_status(http, strong.sign(claims())) == 200
+
+
+@one_engine
 async def test_a_key_published_by_rotation_is_accepted_after_the_refresh(
     http: httpx.AsyncClient, key: SigningKey, jwks: JwksServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -266,6 +281,18 @@ async def test_with_the_key_set_down_from_the_start_jwts_get_401_and_the_rest_is
         # When it answers, tokens verify again.
         with jwks:
             assert await rest_status(http, key.sign(claims())) == 200
+
+
+@one_engine
+async def test_a_websocket_with_a_jwt_is_closed_with_4403_while_the_key_set_is_down(
+    settings: Settings, db: Database, key: SigningKey
+) -> None:
+    jwks = JwksServer(key)  # not started
+    async with serving(with_jwt(settings, jwks.url, api_tokens=(API_TOKEN,))) as server:
+        refused = await init(server.ws, {"Authorization": f"Bearer {key.sign(claims())}"})
+        accepted = await init(server.ws, {"Authorization": f"Bearer {API_TOKEN}"})
+    assert refused == (4403, "Forbidden")
+    assert accepted == {"type": "connection_ack"}
 
 
 @one_engine

@@ -1,0 +1,195 @@
+"""`HeadLimitedHttpTools`: uvicorn's httptools protocol with each request's head bounded.
+
+The head (request line and headers) may take at most `max_bytes` and carry at most `max_headers`
+headers; past either, the client gets `431 Request Header Fields Too Large` (the REST error body)
+and the connection is closed, with nothing more of it read. Bytes are fed to the parser no further
+than the head's budget, so an oversized head is never buffered: httptools gathers a header's value
+by concatenating bytes, which made a 60 MB header take seconds of the event loop.
+
+The head must also arrive within `timeout_s` of the connection opening (or of the previous
+answer): uvicorn itself arms no timer until a first answer, so a client trickling a header a
+byte a second held its connection forever.
+
+httptools keeps its speed: the budget costs one slice and a subtraction per read, the count one
+increment per header."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+# The REST error code of a refused head. The REST layer's `Code` has no member for it, as the
+# app never sees such a request; the body has the same shape as `app.rest.errors`'.
+REQUEST_HEADERS_TOO_LARGE = "REQUEST_HEADERS_TOO_LARGE"
+_TITLE = "Request Header Fields Too Large"
+# Seconds a client has to send a request's head. Generous for a person on a slow network (a head
+# is a few hundred bytes), short enough that idle or trickling connections do not pile up.
+HEAD_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """The bounds of one request's head: bytes of the request line and headers, headers, and
+    seconds to receive them."""
+
+    max_bytes: int
+    max_headers: int
+    timeout_s: float = HEAD_TIMEOUT_S
+
+
+class HeadLimitedConfig(uvicorn.Config):
+    """A uvicorn `Config` that carries the `HeadLimits` its HTTP protocol enforces. It is pickled
+    whole into worker processes, so the limits reach every worker."""
+
+    def __init__(self, app: Any, *, head_limits: HeadLimits, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.head_limits = head_limits
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a head already refused."""
+
+
+def refusal(message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The whole 431 answer: status line, headers, REST error body."""
+    body = orjson.dumps({"err": _TITLE, "msg": message, "code": REQUEST_HEADERS_TOO_LARGE})
+    lines = [STATUS_LINE[431]]
+    lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    lines += [
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: close\r\n",
+        b"\r\n",
+        body,
+    ]
+    return b"".join(lines)
+
+
+class HeadLimitedHttpTools(HttpToolsProtocol):
+    """uvicorn's `HttpToolsProtocol` bounding each request's head by the `HeadLimits` of its
+    `HeadLimitedConfig` (see the module's docstring). Pass the class as `Config(http=...)`."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not isinstance(config, HeadLimitedConfig):
+            raise TypeError(
+                "HeadLimitedHttpTools needs a HeadLimitedConfig, which names its limits"
+            )
+        super().__init__(config, server_state, app_state, _loop)
+        self.head_limits = config.head_limits
+        # Between the end of one message and the end of the next one's headers, the parser is
+        # reading a head, which may take `head_left` more bytes.
+        self.reading_head = True
+        self.head_left = self.head_limits.max_bytes
+        self.header_count = 0
+        self.refused: str | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        while data and not self.transport.is_closing():
+            if not self.reading_head:
+                self._feed(data)
+                return
+            if self.head_left == 0:
+                # The head has taken its whole budget and still goes on.
+                limit = self.head_limits.max_bytes
+                self._refuse(f"the request line and headers pass MAX_HEADER_BYTES ({limit} bytes)")
+                return
+            # `data[:n]` of n >= len(data) is `data` itself: no copy in the usual case.
+            head, data = data[: self.head_left], data[self.head_left :]
+            self.head_left -= len(head)
+            if not self._feed(head):
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Feeds `data` to the parser; False once the connection is done with HTTP (refused, a
+        parse error answered, or upgraded to a WebSocket)."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.refused is not None:
+                self._refuse(self.refused)
+            else:
+                message = "Invalid HTTP request received."
+                self.logger.warning(message)
+                self.send_400_response(message)
+            return False
+        except httptools.HttpParserUpgrade:
+            # What follows the handshake waits for the answer, so uvicorn drops it: so do we.
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        return True
+
+    def _refuse(self, message: str) -> None:
+        self.logger.warning("Request refused: %s.", message)
+        self._cancel_head_timer()
+        self.transport.write(refusal(message, self.server_state.default_headers))
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        if self.reading_head and self.header_count > self.head_limits.max_headers:
+            self.refused = (
+                f"the request has more than MAX_HEADERS ({self.head_limits.max_headers}) headers"
+            )
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head = True
+        self.head_left = self.head_limits.max_bytes
+
+    def on_response_complete(self) -> None:
+        # A request already waiting in the pipeline has its head; otherwise the next one is due.
+        next_head_due = not self.pipeline
+        super().on_response_complete()
+        if next_head_due and not self.transport.is_closing():
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self.head_timer = self.loop.call_later(self.head_limits.timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
