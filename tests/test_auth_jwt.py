@@ -157,6 +157,8 @@ async def test_jwts_of_other_asymmetric_algorithms_are_accepted(
     with JwksServer(key) as jwks:
         async with client_for(with_jwt(settings, jwks.url), app_state) as http:
             assert await rest_status(http, key.sign(claims())) == 200
+            impostor = SigningKey.generate(alg, kid=key.kid)
+            assert await rest_status(http, impostor.sign(claims())) == 401
 
 
 @one_engine
@@ -389,8 +391,10 @@ async def test_with_only_a_key_set_configured_no_open_api_warning_is_logged(
     settings: Settings, app_state: AppState, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="app.auth")
-    async with client_for(with_jwt(settings, f"http://127.0.0.1:{free_port()}/jwks"), app_state):
-        pass
+    guarded = with_jwt(settings, f"http://127.0.0.1:{free_port()}/jwks")
+    async with client_for(guarded, app_state) as http:
+        # Starlette builds the middleware, and so says it, on the first request.
+        assert (await http.get("/sessions")).status_code == 401
     assert [r for r in caplog.records if r.name == "app.auth"] == []
 
 
