@@ -1,9 +1,14 @@
 """Filters, sort orders and keyset cursors for listing sessions, as data (`app.store.listing`
-turns them into SQL).
+turns them into SQL), with the bounds of every argument a listing takes.
 
 A cursor is opaque to clients: base64url of `[field, value, id]` of the row it points at. Rows
 are always ordered by `(field, id)`, so a cursor stays valid however many rows are inserted
-before or after it."""
+before or after it.
+
+The bounds are what a stored session could match, no more: one of each status, a repo or title
+text no longer than the declaration lets one be (`app.model`), a cursor no longer than the longest
+the server makes. A filter or cursor past them is refused (InvalidInput naming the field) before
+any statement runs; both faces derive their checks and documentation from these."""
 
 from __future__ import annotations
 
@@ -19,10 +24,17 @@ from uuid import UUID
 import orjson
 
 from app.errors import InvalidInput
+from app.naming import TITLE_MAX
 from app.tables import InboxStatus
+from app.validation import TEXT_MAX
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
+# A status filter lists at most one of each status; one listed twice counts once.
+MAX_STATUSES = len(InboxStatus)
+# Longest filter texts: no stored repo or title is longer (see `app.model`).
+REPO_MAX = TEXT_MAX
+TITLE_CONTAINS_MAX = TITLE_MAX
 
 
 class SortField(enum.StrEnum):
@@ -52,6 +64,21 @@ class SessionFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
 
+    def __post_init__(self) -> None:
+        """Refuses a condition past its bound (InvalidInput naming the field: `inbox_status`,
+        `repo`, `title_contains`), and lists each status once."""
+        statuses = self.inbox_status
+        if statuses is not None:
+            if len(statuses) > MAX_STATUSES:
+                raise InvalidInput(
+                    f"inbox_status lists {len(statuses)} statuses; there are {MAX_STATUSES}",
+                    "inbox_status",
+                )
+            # Frozen, so set as the dataclass itself sets fields.
+            object.__setattr__(self, "inbox_status", tuple(dict.fromkeys(statuses)))
+        _check_text("repo", self.repo, REPO_MAX)
+        _check_text("title_contains", self.title_contains, TITLE_CONTAINS_MAX)
+
     def matches(self, row: Mapping[str, Any]) -> bool:
         """Whether the session `row` is among those a listing with this filter holds (as the
         store's SQL decides, for an event that no query reads)."""
@@ -71,6 +98,17 @@ class SessionFilter:
         return self.created_before is None or created_at < self.created_before
 
 
+def _check_text(field: str, value: str | None, max_length: int) -> None:
+    # Text no stored session holds could match none: PostgreSQL text cannot hold NUL, and no
+    # value is stored longer than `max_length`.
+    if value is None:
+        return
+    if len(value) > max_length:
+        raise InvalidInput(f"{field} must be at most {max_length} characters", field)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain NUL characters", field)
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     field: SortField
@@ -87,7 +125,10 @@ def encode_cursor(field: SortField, row: Any) -> str:
 
 
 def decode_cursor(cursor: str, field: SortField, argument: str = "cursor") -> Cursor:
-    """The position `cursor` names; refused when malformed or made for another sort field."""
+    """The position `cursor` names; refused when malformed, longer than any the server makes,
+    or made for another sort field."""
+    if len(cursor) > CURSOR_MAX:
+        raise InvalidInput(f"{argument} is not a valid cursor: too long", argument)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, value, ident = orjson.loads(raw)
@@ -105,6 +146,24 @@ def decode_cursor(cursor: str, field: SortField, argument: str = "cursor") -> Cu
     if parsed_field is not field:
         raise InvalidInput(f"{argument} was made for another sort order", argument)
     return Cursor(parsed_field, value, parsed_id)
+
+
+def _longest_cursor() -> int:
+    """The length of the longest cursor `encode_cursor` makes: a title of TITLE_MAX characters,
+    each four bytes of UTF-8, or the latest time."""
+    longest_title = "\U0010ffff" * TITLE_MAX
+    latest = datetime.max.replace(tzinfo=UTC)
+    return max(
+        len(encode_cursor(field, {field.value: value, "id": UUID(int=0)}))
+        for field, value in (
+            (SortField.TITLE, longest_title),
+            (SortField.CREATED_AT, latest),
+            (SortField.UPDATED_AT, latest),
+        )
+    )
+
+
+CURSOR_MAX = _longest_cursor()
 
 
 def page_size(value: int | None, argument: str, maximum: int = MAX_PAGE) -> int:

@@ -180,6 +180,8 @@ async def _update(
 
 
 def _list_filter(request: Request) -> SessionFilter:
+    """The listing's filter, as the query's parameters name it; refused (naming the parameter)
+    past the listing's bounds."""
     params = request.query_params
     statuses = params.getlist("inbox_status")
     repo = params.get("repo")

@@ -14,7 +14,7 @@ import msgspec
 import orjson
 from msgspec import UNSET, UnsetType
 
-from app import model, validation
+from app import listing, model, validation
 from app.model import NewSession, Session, SessionId
 from app.rest.endpoints import MAX_LIMIT, SessionPatch, SessionReplace
 from app.rest.errors import Code
@@ -280,10 +280,15 @@ _PATHS: dict[str, Any] = {
                 {
                     "name": "inbox_status",
                     "in": "query",
-                    "description": "Only sessions with one of these statuses (any letter case).",
+                    "description": "Only sessions with one of these statuses (any letter case): "
+                    f"at most {listing.MAX_STATUSES}, as there are; one given twice counts once.",
                     "style": "form",
                     "explode": True,
-                    "schema": {"type": "array", "items": _ref("schemas", "InboxStatus")},
+                    "schema": {
+                        "type": "array",
+                        "items": _ref("schemas", "InboxStatus"),
+                        "maxItems": listing.MAX_STATUSES,
+                    },
                 },
                 {
                     "name": "repo",
@@ -307,7 +312,7 @@ _PATHS: dict[str, Any] = {
                     "name": "cursor",
                     "in": "query",
                     "description": "`next_cursor` of the previous page.",
-                    "schema": _HEADER,
+                    "schema": {"type": "string", "maxLength": listing.CURSOR_MAX},
                 },
             ],
             "responses": {
