@@ -144,6 +144,9 @@ async def test_a_good_jwt_is_accepted_by_rest_and_graphql(
     assert "errors" not in response.json()
     # A single audience (a string, not a list) is as good.
     assert await rest_status(http, key.sign(claims(aud=AUDIENCE))) == 200
+    # A few seconds of clock skew with the provider are tolerated (`LEEWAY_S`).
+    just_expired = key.sign(claims(exp=int(time.time()) - 5))
+    assert await rest_status(http, just_expired) == 200
     # The key set was fetched once, then held.
     assert jwks.fetches == 1
 
