@@ -6,12 +6,15 @@ and the connection is closed, with nothing more of it read. Bytes are fed to the
 than the head's budget, so an oversized head is never buffered: httptools gathers a header's value
 by concatenating bytes, which made a 60 MB header take seconds of the event loop.
 
+A head pipelined behind another request in the same read is counted from that read on, so it
+may pass the limit by at most the limit again (httptools does not say where a message ends).
+
 The head must also arrive within `timeout_s` of the connection opening (or of the previous
 answer): uvicorn itself arms no timer until a first answer, so a client trickling a header a
 byte a second held its connection forever.
 
-httptools keeps its speed: the budget costs one slice and a subtraction per read, the count one
-increment per header."""
+httptools keeps its speed: the budget costs a comparison and a subtraction per read, the count a
+`len` per request."""
 
 from __future__ import annotations
 
@@ -93,7 +96,6 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         # reading a head, which may take `head_left` more bytes.
         self.reading_head = True
         self.head_left = self.head_limits.max_bytes
-        self.header_count = 0
         self.refused: str | None = None
         self.head_timer: asyncio.TimerHandle | None = None
 
@@ -106,20 +108,27 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        while data and not self.transport.is_closing():
-            if not self.reading_head:
-                self._feed(data)
+        if self.refused is not None:
+            return
+        if self.reading_head:
+            if len(data) > self.head_left:
+                self._head_past_budget(data)
                 return
-            if self.head_left == 0:
-                # The head has taken its whole budget and still goes on.
-                limit = self.head_limits.max_bytes
-                self._refuse(f"the request line and headers pass MAX_HEADER_BYTES ({limit} bytes)")
-                return
-            # `data[:n]` of n >= len(data) is `data` itself: no copy in the usual case.
-            head, data = data[: self.head_left], data[self.head_left :]
-            self.head_left -= len(head)
-            if not self._feed(head):
-                return
+            self.head_left -= len(data)
+        self._feed(data)
+
+    def _head_past_budget(self, data: bytes) -> None:
+        """Feeds what the head's budget allows of `data`: the rest goes on if the head ended
+        within it, or the request is refused."""
+        head, rest = data[: self.head_left], data[self.head_left :]
+        self.head_left = 0
+        if not self._feed(head):
+            return
+        if self.reading_head and self.head_left == 0:
+            limit = self.head_limits.max_bytes
+            self._refuse(f"the request line and headers pass MAX_HEADER_BYTES ({limit} bytes)")
+        else:
+            self.data_received(rest)
 
     def _feed(self, data: bytes) -> bool:
         """Feeds `data` to the parser; False once the connection is done with HTTP (refused, a
@@ -145,25 +154,24 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         return True
 
     def _refuse(self, message: str) -> None:
-        self.logger.warning("Request refused: %s.", message)
+        """Answers 431 and closes; after the answer in progress, if a request is pipelined
+        behind one (the client reads answers in order)."""
         self._cancel_head_timer()
+        self.refused = message
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.flow.pause_reading()
+            return
+        self.logger.warning("Request refused: %s.", message)
         self.transport.write(refusal(message, self.server_state.default_headers))
         self.transport.close()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.reading_head and self.header_count > self.head_limits.max_headers:
+    def on_headers_complete(self) -> None:
+        # Counted once the head has ended: its budget of bytes already bounds what it holds.
+        if len(self.headers) > self.head_limits.max_headers:
             self.refused = (
                 f"the request has more than MAX_HEADERS ({self.head_limits.max_headers}) headers"
             )
             raise _Refused
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self.reading_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
@@ -177,7 +185,11 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         # A request already waiting in the pipeline has its head; otherwise the next one is due.
         next_head_due = not self.pipeline
         super().on_response_complete()
-        if next_head_due and not self.transport.is_closing():
+        if not next_head_due or self.transport.is_closing():
+            return
+        if self.refused is not None:
+            self._refuse(self.refused)
+        else:
             self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
