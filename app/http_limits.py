@@ -4,7 +4,9 @@ The head (request line and headers) may take at most `max_bytes` and carry at mo
 headers; past either, the client gets `431 Request Header Fields Too Large` (the REST error body)
 and the connection is closed, with nothing more of it read. Bytes are fed to the parser no further
 than the head's budget, so an oversized head is never buffered: httptools gathers a header's value
-by concatenating bytes, which made a 60 MB header take seconds of the event loop.
+by concatenating bytes, which made a 60 MB header take seconds of the event loop. The trailers
+after a chunked body are headers too, gathered alike: past `max_bytes` they cut the connection
+(the app has started, so there is no 431 to give).
 
 A head pipelined behind another request in the same read is counted from that read on, so it
 may pass the limit by at most the limit again (httptools does not say where a message ends).
@@ -13,8 +15,8 @@ The head must also arrive within `timeout_s` of the connection opening (or of th
 answer): uvicorn itself arms no timer until a first answer, so a client trickling a header a
 byte a second held its connection forever.
 
-httptools keeps its speed: the budget costs a comparison and a subtraction per read, the count a
-`len` per request."""
+httptools keeps its speed: the budget costs a comparison and a subtraction per read (and a
+renewal per piece of body), the count a `len` per request."""
 
 from __future__ import annotations
 
@@ -93,9 +95,10 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.head_limits = config.head_limits
         # Between the end of one message and the end of the next one's headers, the parser is
-        # reading a head, which may take `head_left` more bytes.
+        # reading a head. `budget`: the bytes it may still be fed before the head ends or body
+        # bytes come (a chunked body's framing and trailers count against it too).
         self.reading_head = True
-        self.head_left = self.head_limits.max_bytes
+        self.budget = self.head_limits.max_bytes
         self.refused: str | None = None
         self.head_timer: asyncio.TimerHandle | None = None
 
@@ -110,27 +113,42 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.refused is not None:
             return
-        if self.reading_head:
-            if len(data) > self.head_left:
-                self._head_past_budget(data)
-                return
-            self.head_left -= len(data)
+        if len(data) > self.budget:
+            self._past_budget(memoryview(data))
+            return
+        self.budget -= len(data)
         self._feed(data)
 
-    def _head_past_budget(self, data: bytes) -> None:
-        """Feeds what the head's budget allows of `data`: the rest goes on if the head ended
-        within it, or the request is refused."""
-        head, rest = data[: self.head_left], data[self.head_left :]
-        self.head_left = 0
-        if not self._feed(head):
-            return
-        if self.reading_head and self.head_left == 0:
-            limit = self.head_limits.max_bytes
-            self._refuse(f"the request line and headers pass MAX_HEADER_BYTES ({limit} bytes)")
-        else:
-            self.data_received(rest)
+    def _past_budget(self, data: memoryview) -> None:
+        """Feeds `data` a budget at a time (views: nothing copied). Each part must end the head
+        or bring body bytes, either of which renews the budget; one that does neither is a head,
+        or trailers after a chunked body, past the limit."""
+        while len(data) > self.budget:
+            part, data = data[: self.budget], data[self.budget :]
+            self.budget = 0
+            if not self._feed(part):
+                return
+            if self.budget == 0:
+                self._past_limit()
+                return
+        self.budget -= len(data)
+        if data:
+            self._feed(data)
 
-    def _feed(self, data: bytes) -> bool:
+    def _past_limit(self) -> None:
+        limit = self.head_limits.max_bytes
+        if self.reading_head:
+            self._refuse(f"the request line and headers pass MAX_HEADER_BYTES ({limit} bytes)")
+            return
+        # Trailers: the app already has the request, so no answer can take the place of its own.
+        # Closing the connection ends its body with `http.disconnect`.
+        self.logger.warning(
+            "Request cut off: its trailers pass MAX_HEADER_BYTES (%d bytes).", limit
+        )
+        self.refused = "trailers"
+        self.transport.close()
+
+    def _feed(self, data: bytes | memoryview) -> bool:
         """Feeds `data` to the parser; False once the connection is done with HTTP (refused, a
         parse error answered, or upgraded to a WebSocket)."""
         self._unset_keepalive_if_required()
@@ -173,13 +191,18 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
             )
             raise _Refused
         self.reading_head = False
+        self.budget = self.head_limits.max_bytes
         self._cancel_head_timer()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.budget = self.head_limits.max_bytes
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head = True
-        self.head_left = self.head_limits.max_bytes
+        self.budget = self.head_limits.max_bytes
 
     def on_response_complete(self) -> None:
         # A request already waiting in the pipeline has its head; otherwise the next one is due.

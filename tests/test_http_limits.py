@@ -148,34 +148,48 @@ async def test_a_head_refused_behind_a_pipelined_request_is_answered_after_it(
     assert (second.status, orjson.loads(second.body)["msg"]) == (431, BYTES_MSG)
 
 
+TWENTY_MB = 20 * 1024 * 1024
+CHUNKED_CREATE = (
+    b"POST /sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+)
+CREATE = b'{"repo": "acme/app", "target_branch": "main"}'
+
+
+def chunked_create(trailer: bytes) -> bytes:
+    """The start of a chunked creation whose body is followed by `trailer`."""
+    return CHUNKED_CREATE + b"%x\r\n" % len(CREATE) + CREATE + b"\r\n0\r\n" + trailer
+
+
+async def flood(base: str, start: bytes, one_mb_sent: asyncio.Event) -> tuple[int, BaseException]:
+    """Sends `start`, then 20 MB of one header's value; how much the server took before it cut
+    the connection, and the error that said so (AssertionError when it took everything)."""
+    host, port = base.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    piece = b"a" * 65_536
+    sent = 0
+    try:
+        writer.write(start)
+        while sent < TWENTY_MB:
+            writer.write(piece)
+            await writer.drain()
+            sent += len(piece)
+            if sent >= 1024 * 1024:
+                one_mb_sent.set()
+    except (ConnectionError, BrokenPipeError) as exc:
+        return sent, exc
+    finally:
+        one_mb_sent.set()
+        writer.close()
+    return sent, AssertionError("the server read 20 MB of one header")
+
+
 async def test_a_20_mb_header_is_cut_off_unread_while_another_client_is_served(
     served: str,
 ) -> None:
-    host, port = served.removeprefix("http://").split(":")
-    _, writer = await asyncio.open_connection(host, int(port))
-    big = 20 * 1024 * 1024
-    piece = b"a" * 65_536
-    sent = 0
     one_mb_sent = asyncio.Event()
-
-    async def attack() -> BaseException | None:
-        nonlocal sent
-        writer.write(READ + b"X-Big: ")
-        try:
-            while sent < big:
-                writer.write(piece)
-                await writer.drain()
-                sent += len(piece)
-                if sent >= 1024 * 1024:
-                    one_mb_sent.set()
-        except (ConnectionError, BrokenPipeError) as exc:
-            return exc
-        finally:
-            one_mb_sent.set()
-        return None
-
     async with httpx.AsyncClient(base_url=served, timeout=DEADLINE_S) as http:
-        attacking = asyncio.create_task(attack())
+        attacking = asyncio.create_task(flood(served, READ + b"X-Big: ", one_mb_sent))
         try:
             async with asyncio.timeout(DEADLINE_S):
                 await one_mb_sent.wait()
@@ -183,17 +197,32 @@ async def test_a_20_mb_header_is_cut_off_unread_while_another_client_is_served(
             response = await http.get("/sessions", params={"limit": 1})
             answered_in = time.monotonic() - started
             async with asyncio.timeout(DEADLINE_S):
-                cut_off = await attacking
+                sent, cut_off = await attacking
         finally:
             attacking.cancel()
-            writer.close()
 
     assert response.status_code == 200
     assert answered_in < PROMPT_S
     # The server stopped reading at the limit: what the sender got rid of is what the kernel's
     # buffers hold (a few MB on loopback), never the whole header.
     assert isinstance(cut_off, ConnectionError | BrokenPipeError)
-    assert sent < big
+    assert sent < TWENTY_MB
+
+
+async def test_trailers_past_max_header_bytes_cut_the_request_off_and_small_ones_pass(
+    served: str,
+) -> None:
+    small = await exchange(served, chunked_create(b"X-Checksum: abc\r\n\r\n"), DEADLINE_S)
+    async with asyncio.timeout(DEADLINE_S):
+        sent, cut_off = await flood(served, chunked_create(b"X-Big: "), asyncio.Event())
+    async with httpx.AsyncClient(base_url=served, timeout=DEADLINE_S) as http:
+        listed = (await http.get("/sessions")).json()["sessions"]
+
+    assert small.status == 201
+    assert isinstance(cut_off, ConnectionError | BrokenPipeError)
+    assert sent < TWENTY_MB
+    # The cut-off request never reached the service: only the first one was created.
+    assert [session["id"] for session in listed] == [orjson.loads(small.body)["id"]]
 
 
 async def closed_after(
