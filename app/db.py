@@ -78,6 +78,19 @@ class Database:
         if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
             await self.engine.close_connection_pool()
 
+    async def ping(self) -> None:
+        """Asks the database for `SELECT 1`; raises whatever the engine raises when it cannot."""
+        await self.engine.run_querystring(QueryString("SELECT 1"))
+
+    def pool_usage(self) -> tuple[int, int]:
+        """The pool's connections now, and how many of them are lent out (PostgreSQL's pool;
+        (0, 0) on SQLite, which has none, and before `open`)."""
+        pool = self.engine.pool if isinstance(self.engine, PostgresEngine) else None
+        if pool is None:
+            return 0, 0
+        size: int = pool.get_size()
+        return size, size - pool.get_idle_size()
+
     # A query is a `QueryString` (a bound statement of `app.store`, mostly), or SQL text with
     # `{}` placeholders for `args`. Rows are typed by the caller, which knows what it selected
     # (`app.model.Session`, mostly).

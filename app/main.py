@@ -11,13 +11,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from app import rest
+from app import health, rest
 from app.auth import Authenticator, RequireBearer
 from app.body_limit import BodyLimit
 from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import Events
 from app.graphql.view import graphql_route
+from app.metrics import MeasuredNamer, Metrics, RequestMetrics, metrics_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
 from app.rest import docs
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     # One for the HTTP middleware and the WebSocket's `connection_init`: one key cache.
     authenticator = Authenticator.for_settings(settings)
+    # This app's own: tests make many apps in one process (and `metrics_of` finds it).
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -45,17 +48,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
         namer, close_namer = make_namer(settings)
         events = Events.for_settings(db, settings)
         events.start()
-        service = SessionService(db, namer, events)
+        service = SessionService(db, MeasuredNamer(namer, metrics), events)
+        state = AppState(settings, db, events, service)
         try:
-            yield {"inbox": AppState(settings, db, events, service)}
+            async with metrics.sampling(state):
+                yield {"inbox": state}
         finally:
             await events.stop()
             await close_namer()
             await db.close()
 
-    return Starlette(
-        routes=[*rest.routes, *docs.routes, graphql_route(settings, authenticator)],
+    app = Starlette(
+        routes=[
+            *rest.routes,
+            *docs.routes,
+            graphql_route(settings, authenticator),
+            *health.routes(),
+            metrics_route(metrics),
+        ],
         middleware=[
+            # Outermost, so that every answer is counted and timed, the ones of the middleware
+            # below (a preflight, a 401, a 413) included.
+            Middleware(RequestMetrics, metrics=metrics),
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
@@ -78,3 +92,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers=rest.exception_handlers,
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
+    return app

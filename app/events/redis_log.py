@@ -165,6 +165,11 @@ class RedisLog:
         streams = cast(list[tuple[str, _Found]], found)
         return _entries(streams[0][1]) if streams else []
 
+    async def ping(self) -> None:
+        """PING, for readiness: raises EventLogUnavailable when Redis does not answer."""
+        with _reaching():
+            await self._commands.ping()
+
     async def close(self) -> None:
         await self._blocking.aclose()
         await self._commands.aclose()

@@ -39,8 +39,11 @@ class Relay:
         self.log = events_log
         # Whether other processes read `events_log` (Redis) or only this one (in-process).
         self.shared = shared
+        # Counts for the metrics (`app.metrics` reads them when scraped): events appended to
+        # the log, appends the log refused, and rounds the database failed.
         self.relayed = 0
-        self.failures = 0
+        self.publish_failures = 0
+        self.database_failures = 0
         self._wake = asyncio.Event()
         self._leadership: Leadership = outbox.leadership(self.wake)
         self._task: asyncio.Task[None] | None = None
@@ -141,7 +144,10 @@ class Relay:
     async def _failed(self, delay: float, error: Exception, *, database: bool = False) -> float:
         """The wait before the next attempt; the outage logged when it starts, and its backlog
         every `REPORT_S` while it lasts."""
-        self.failures += 1
+        if database:
+            self.database_failures += 1
+        else:
+            self.publish_failures += 1
         now = time.monotonic()
         if self._outage_since is None:
             self._outage_since = now
@@ -185,9 +191,9 @@ class Relay:
             await self.log.append(
                 [Record(event.kind, str(event.session_id), event.data) for event in pending]
             )
+            self.relayed += len(pending)
             await self.outbox.remove([event.id for event in pending])
             moved += len(pending)
-            self.relayed += len(pending)
         if self._outage_since is not None:
             log.warning(
                 "the outbox relay works again after %.1f s: relayed %d waiting event(s)",

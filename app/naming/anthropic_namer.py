@@ -17,6 +17,7 @@ import math
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -126,23 +127,25 @@ class AnthropicNamer:
             async with asyncio.timeout_at(deadline):
                 answer = await self._ask(build_prompt(repo, target_branch, messages), deadline)
             return names_from_answer(answer, self.fallback.branch_prefix)
+        # Each failure has a reason to log, and a short one for the metrics (`Names.fallback`).
         except TimeoutError:
             reason: str | None = f"no answer within {self.timeout_s:g} s"
+            fallback = "timeout"
         except GaveUp as exc:
-            reason = str(exc)
+            reason, fallback = str(exc), "gave_up"
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            reason = self._key_rejected(exc)
+            reason, fallback = self._key_rejected(exc), "key_rejected"
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            reason = _describe(exc)
+            reason, fallback = _describe(exc), "api_error"
         except UnusableAnswer as exc:
-            reason = f"unusable answer: {exc}"
+            reason, fallback = f"unusable answer: {exc}", "unusable_answer"
         except Exception:
             # A surprise (a bug, a response the SDK cannot parse) must not fail the creation.
             log.warning("Anthropic naming failed unexpectedly; local names used", exc_info=True)
-            reason = None
+            reason, fallback = None, "unexpected"
         if reason is not None:
             log.warning("Anthropic naming failed (%s); local names used", reason)
-        return self.fallback.name_now(repo, target_branch, messages)
+        return replace(self.fallback.name_now(repo, target_branch, messages), fallback=fallback)
 
     async def _ask(self, prompt: str, deadline: float) -> Message:
         """The model's answer, asked again after a failure worth retrying while attempts are

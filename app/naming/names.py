@@ -11,7 +11,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 TITLE_MAX = 80
@@ -38,11 +38,13 @@ _NOT_TEXT_KEYS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Names:
-    """A title and a branch for a new session, and which namer made them."""
+    """A title and a branch for a new session, and which namer made them. `fallback` says why
+    a namer gave the local names instead of its own (for the metrics: not part of the names)."""
 
     title: str
     branch: str
     namer: Literal["anthropic", "local"]
+    fallback: str | None = field(default=None, compare=False)
 
 
 class Namer(Protocol):

@@ -1,0 +1,356 @@
+"""Prometheus metrics (`GET /metrics`), each named `session_inbox_…`, in one `Metrics` per app.
+
+What happens in a request is counted where it happens, cheaply: `RequestMetrics` (pure ASGI
+middleware) counts and times every HTTP answer by route template, and `MeasuredNamer` times
+each naming. What the app's parts count themselves (the relay's events and failures) or hold
+(subscribers, the pool) is read when `/metrics` is scraped, so their hot paths carry nothing.
+
+With several worker processes (`serve --workers N`) every process writes its metrics to files
+in `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, chosen by that variable
+when prometheus_client is imported) and a scrape, answered by any worker, merges them all: the
+parent sets the directory up with `multiprocess_directory` before the workers start, and each
+worker also writes what it holds every `SAMPLE_S`, for the scrapes another worker answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.naming.names import Namer, Names
+
+if TYPE_CHECKING:
+    from app.state import AppState
+
+log = logging.getLogger(__name__)
+
+PATH = "/metrics"
+# The variable prometheus_client reads, when imported, to write to files (multiprocess mode).
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# With several processes, how often each writes down what it holds (subscribers, the pool).
+SAMPLE_S = 5.0
+# How long a scrape waits for the database to count the outbox.
+BACKLOG_TIMEOUT_S = 1.0
+# A request that matched no route; and a method outside these, so that clients cannot make
+# label values up.
+UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+NAMING_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def is_multiprocess() -> bool:
+    """Whether prometheus_client writes to `PROMETHEUS_MULTIPROC_DIR` in this process."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+class _Follower:
+    """A counter that follows a count kept elsewhere, which only grows."""
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.seen = 0
+
+    def follow(self, count: int) -> None:
+        if count > self.seen:
+            self.counter.inc(count - self.seen)
+        # Lower: another source (a new relay) started from zero.
+        self.seen = count
+
+
+class Metrics:
+    """The metrics of one app, in a registry of its own (tests make many apps in a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "session_inbox_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "session_inbox_request_duration_seconds",
+            "Time from a request's arrival to the last byte of its answer, by route template.",
+            ["route", "method"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.namings = Counter(
+            "session_inbox_namings",
+            "Sessions named, by the configured namer and outcome: ok, or why the local names "
+            "were used instead (timeout, gave_up, key_rejected, api_error, unusable_answer, "
+            "unexpected).",
+            ["namer", "outcome"],
+            registry=r,
+        )
+        self.naming_seconds = Histogram(
+            "session_inbox_naming_duration_seconds",
+            "Time taken to name a session, fallback included, by the configured namer.",
+            ["namer"],
+            buckets=NAMING_BUCKETS,
+            registry=r,
+        )
+        self.events_relayed = Counter(
+            "session_inbox_events_relayed",
+            "Events the outbox relay appended to the event log.",
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "session_inbox_publish_failures",
+            "Appends to the event log that failed (the log could not be reached).",
+            registry=r,
+        )
+        self.relay_failures = Counter(
+            "session_inbox_relay_failures",
+            "Rounds of the outbox relay that failed on the database.",
+            registry=r,
+        )
+        # With several processes: the outbox is one table (the latest count wins); the rest
+        # is per process (the live ones are summed).
+        self.outbox_backlog = Gauge(
+            "session_inbox_outbox_backlog",
+            "Events waiting in the outbox for the event log (NaN: the database did not answer).",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.subscribers = Gauge(
+            "session_inbox_subscribers",
+            "Open event subscriptions (GraphQL sessionEvents).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.streams_open = Gauge(
+            "session_inbox_streams_open",
+            "Unpaged session lists being streamed.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.db_pool_size = Gauge(
+            "session_inbox_db_pool_size",
+            "Connections in the PostgreSQL pool (0 on SQLite, which has none).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.db_pool_in_use = Gauge(
+            "session_inbox_db_pool_in_use",
+            "Connections of the PostgreSQL pool lent out now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.db_pool_max = Gauge(
+            "session_inbox_db_pool_max",
+            "The most connections the PostgreSQL pool may hold.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self._relayed = _Follower(self.events_relayed)
+        self._publish_failures = _Follower(self.publish_failures)
+        self._relay_failures = _Follower(self.relay_failures)
+        # The labelled children of each request's labels, made once.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        children = self._request_children.get((route, method, status))
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route, method),
+            )
+            self._request_children[route, method, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_naming(self, names: Names, seconds: float) -> None:
+        namer = "anthropic" if names.namer == "anthropic" or names.fallback else "local"
+        self.namings.labels(namer, names.fallback or "ok").inc()
+        self.naming_seconds.labels(namer).observe(seconds)
+
+    @contextmanager
+    def stream_open(self) -> Iterator[None]:
+        """Counts an unpaged list as open for as long as the block lasts."""
+        self.streams_open.inc()
+        try:
+            yield
+        finally:
+            self.streams_open.dec()
+
+    def sample(self, state: AppState) -> None:
+        """Writes down what the app's parts count and hold now."""
+        relay = state.events.relay
+        self._relayed.follow(relay.relayed)
+        self._publish_failures.follow(relay.publish_failures)
+        self._relay_failures.follow(relay.database_failures)
+        self.subscribers.set(len(state.events.fanout))
+        size, in_use = state.db.pool_usage()
+        self.db_pool_size.set(size)
+        self.db_pool_in_use.set(in_use)
+        self.db_pool_max.set(state.db.pool_size if state.db.is_postgres else 0)
+
+    async def scrape(self, state: AppState) -> bytes:
+        """The text exposition, with what `state` holds now and the outbox counted."""
+        self.sample(state)
+        try:
+            async with asyncio.timeout(BACKLOG_TIMEOUT_S):
+                backlog: float = await state.events.relay.outbox.backlog()
+        except Exception:
+            log.debug("the outbox could not be counted for /metrics", exc_info=True)
+            backlog = math.nan
+        self.outbox_backlog.set(backlog)
+        if is_multiprocess():
+            # Every process's files, merged: a registry per scrape, as prometheus_client's
+            # documentation has it.
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+    @asynccontextmanager
+    async def sampling(self, state: AppState) -> AsyncIterator[None]:
+        """For the app's lifespan: with several processes, writes down what this one holds
+        every `SAMPLE_S` (a scrape is answered by one of them) and, at the end, takes this
+        process's gauges out of the sums. Nothing to do with one process."""
+        if not is_multiprocess():
+            yield
+            return
+        task = asyncio.create_task(self._sample_every(state), name="metrics-sampler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    async def _sample_every(self, state: AppState) -> None:
+        while True:
+            try:
+                self.sample(state)
+            except Exception:
+                log.exception("could not sample the metrics")
+            await asyncio.sleep(SAMPLE_S)
+
+
+def metrics_of(connection: HTTPConnection) -> Metrics:
+    """The metrics of the app serving `connection` (a request or a WebSocket)."""
+    metrics: Metrics = connection.app.state.metrics
+    return metrics
+
+
+def metrics_route(metrics: Metrics) -> Route:
+    """`GET /metrics`: `metrics` in Prometheus's text format."""
+
+    async def endpoint(request: Request) -> Response:
+        state: AppState = request.state.inbox
+        return Response(await metrics.scrape(state), media_type=CONTENT_TYPE_LATEST)
+
+    return Route(PATH, endpoint, methods=["GET"])
+
+
+class MeasuredNamer:
+    """`namer`, each naming counted by outcome and timed in `metrics`."""
+
+    def __init__(self, namer: Namer, metrics: Metrics) -> None:
+        self.namer = namer
+        self.metrics = metrics
+
+    async def name(self, repo: str, target_branch: str, messages: Any) -> Names:
+        started = time.perf_counter()
+        names = await self.namer.name(repo, target_branch, messages)
+        self.metrics.observe_naming(names, time.perf_counter() - started)
+        return names
+
+
+class RequestMetrics:
+    """ASGI middleware: every HTTP answer counted and timed by route template (`/sessions/{id}`,
+    never the path itself), method and status; WebSockets pass through."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # What the app raises without answering is answered 500 further out.
+        status = 500
+
+        async def send_seen(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_seen)
+        finally:
+            method = scope["method"]
+            self.metrics.observe_request(
+                _template(scope.get("route")),
+                method if method in METHODS else "other",
+                status,
+                time.perf_counter() - started,
+            )
+
+
+def _template(route: Any) -> str:
+    """The path template of the route the router picked (`scope["route"]`), if it picked one."""
+    path = getattr(route, "path", None)
+    if path is None:
+        # A route that serves one path through routes of its own (GraphQL's HTTP and WebSocket).
+        path = getattr(getattr(route, "http", None), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+@contextmanager
+def multiprocess_directory(workers: int) -> Iterator[Path | None]:
+    """For `session-inbox serve`, around the server's run, in the parent process: with more
+    than one worker (or PROMETHEUS_MULTIPROC_DIR set by the operator), a directory where every
+    worker writes its metrics, named in PROMETHEUS_MULTIPROC_DIR, which the workers inherit and
+    prometheus_client reads when they import it. An operator's directory is emptied of an
+    earlier run's files and kept; otherwise a temporary one is made and removed at the end.
+    Yields the directory, or None with one process and no directory set."""
+    given = os.environ.get(MULTIPROC_DIR)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        # An earlier run's counts would be added to this one's.
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        yield directory
+        return
+    if workers <= 1:
+        yield None
+        return
+    directory = Path(tempfile.mkdtemp(prefix="session-inbox-metrics-"))
+    os.environ[MULTIPROC_DIR] = str(directory)
+    try:
+        yield directory
+    finally:
+        del os.environ[MULTIPROC_DIR]
+        shutil.rmtree(directory, ignore_errors=True)
