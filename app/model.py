@@ -319,7 +319,9 @@ def _admits_none(hint: Any) -> bool:
 
 @functools.cache
 def _decoder(cls: type[C]) -> msgspec.json.Decoder[C]:
-    return msgspec.json.Decoder(cls)
+    # A number of a JSON field with a fraction or exponent is refused, naming the field, unless
+    # a float keeps it as written; integers are read exactly (and checked by `CHECK`).
+    return msgspec.json.Decoder(cls, float_hook=validation.exact_float)
 
 
 @functools.cache

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -17,6 +19,13 @@ JSON_MAX_DEPTH = 64
 # and 500 characters of UTF-8 do, with the branch beside them.
 TEXT_MAX = 500
 IDEMPOTENCY_KEY_MAX = 255
+# The numbers a JSON document may hold: what its stored text and every reader of it (orjson,
+# PostgreSQL's numeric, SQLite's text) carry exactly. Integers of 64 bits (orjson writes no
+# larger), and numbers with a fraction or exponent that a 64-bit float holds as written; any
+# other would be changed silently (2**64 read as 18446744073709552000, 1e400 as null).
+JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**63 - 1
+# Digits of the longest integer in that range, for a check before Python reads one.
+JSON_INT_DIGITS = len(str(JSON_INT_MAX))
 
 # What each check accepts, as JSON Schema patterns for the OpenAPI document (written for both
 # ECMA-262 and Python's `re`, so a generated client, a fuzzer and the server agree).
@@ -118,10 +127,33 @@ def _check_json(field: str, value: Any, depth: int) -> None:
     elif isinstance(value, list):
         for item in value:
             _check_json(field, item, depth + 1)
-    elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+    elif isinstance(value, int) and not isinstance(value, bool) and not is_json_int(value):
         raise InvalidInput(f"{field} has an integer outside the 64-bit range", field)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{field} has a number beyond the range of a 64-bit float", field)
     elif not (value is None or isinstance(value, bool | int | float)):
         raise InvalidInput(f"{field} must be JSON", field)
+
+
+def exact_float(text: str) -> float:
+    """The float a JSON number written `text` (with a fraction or an exponent) stands for, when
+    the float is that number exactly as written (0.1 and 1e300 are; 1e400, 1e-400 and
+    3.14159265358979323846 are not); ValueError saying why otherwise. A decoder's float hook."""
+    value = float(text)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if not math.isfinite(value):
+        raise ValueError(f"the number {shown} is beyond the range of a 64-bit float")
+    # The float is written back as its shortest form (repr): the same number, or another.
+    if repr(value) != text and Decimal(text) != Decimal(repr(value)):
+        raise ValueError(
+            f"the number {shown} is not kept exactly by a 64-bit float (it would become {value!r})"
+        )
+    return value
+
+
+def is_json_int(value: int) -> bool:
+    """Whether a JSON document can hold the integer `value` exactly."""
+    return JSON_INT_MIN <= value <= JSON_INT_MAX
 
 
 def dump_json(value: Any) -> str | None:

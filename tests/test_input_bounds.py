@@ -1,13 +1,16 @@
 """REST query parameters that no stored session could match, or too many to be distinct, are
 refused with 422 INVALID_INPUT naming the parameter, before any statement runs (issue 9, defect
 4); a status listed twice counts once. The bounds are the listing's (`app.listing`), and the
-OpenAPI document states them."""
+OpenAPI document states them. A number in a JSON document that would be stored as another number
+is refused, naming the field (defect 5); the others read back as written, on both engines."""
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -19,6 +22,8 @@ from app.rest import openapi
 from app.tables import InboxStatus
 from app.validation import TEXT_MAX
 from tests.conftest import SessionFactory
+
+JSON_TYPE = {"content-type": "application/json"}
 
 
 def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -124,3 +129,84 @@ def test_the_document_states_the_bounds() -> None:
     assert list_parameter("inbox_status")["schema"]["maxItems"] == len(InboxStatus)
     assert list_parameter("repo")["schema"]["maxLength"] == TEXT_MAX
     assert list_parameter("cursor")["schema"]["maxLength"] == listing.CURSOR_MAX
+
+
+# Numbers in JSON documents (defect 5) -----------------------------------------------------------
+
+# What a stored document keeps exactly, at the edges: 64-bit integers, and floats written as a
+# float holds them (the shortest form, or any other spelling of the same number).
+EXACT = (
+    b"[0.1, 2.5, 1e300, 1E2, 5e-324, 1.7976931348623157e308, -0.0, 1e16,"
+    b" 9223372036854775807, -9223372036854775808, 0, 123456789012345678]"
+)
+# Each would be stored as another number.
+ALTERED = [
+    "18446744073709551616",
+    "18446744073709551616.0",
+    "3.14159265358979323846",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "9223372036854775808",
+]
+
+
+def as_decimals(text: str) -> Any:
+    """JSON with every number read as the decimal it writes, to compare numbers exactly."""
+    return json.loads(text, parse_float=Decimal, parse_int=Decimal)
+
+
+def create_body(messages: bytes) -> bytes:
+    return b'{"repo": "acme/app", "target_branch": "main", "messages": ' + messages + b"}"
+
+
+@pytest.mark.parametrize("number", ALTERED)
+async def test_a_number_that_would_be_stored_altered_is_refused(
+    client: httpx.AsyncClient, number: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    body = create_body(b'{"n": [' + number.encode() + b"]}")
+
+    response = await client.post("/sessions", content=body, headers=JSON_TYPE)
+
+    assert_refused(response, "messages")
+    assert (await client.get("/sessions")).json() == {"sessions": []}
+    assert errors_logged(caplog) == []
+
+
+@pytest.mark.parametrize("number", ALTERED)
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_change_with_a_number_that_would_be_altered_changes_nothing(
+    client: httpx.AsyncClient, make_session: SessionFactory, number: str, method: str
+) -> None:
+    row = await make_session()
+    url = f"/sessions/{row['id']}"
+    body = b'{"inbox_status": "active", "sbx_config": {"cpu": ' + number.encode() + b"}}"
+
+    response = await client.request(method, url, content=body, headers=JSON_TYPE)
+
+    assert_refused(response, "sbx_config")
+    after = (await client.get(url)).json()["session"]
+    assert (after["version"], after["sbx_config"]) == (1, None)
+
+
+async def test_numbers_a_document_keeps_read_back_as_written(
+    client: httpx.AsyncClient, engine_kind: str
+) -> None:
+    created = await client.post("/sessions", content=create_body(EXACT), headers=JSON_TYPE)
+    assert created.status_code == 201, created.text
+    session_id = created.json()["id"]
+    patched = await client.patch(
+        f"/sessions/{session_id}", content=b'{"sbx_config": ' + EXACT + b"}", headers=JSON_TYPE
+    )
+    assert patched.status_code == 200, patched.text
+
+    rest = (await client.get(f"/sessions/{session_id}")).text
+    query = "query ($id: UUID!) { session(id: $id) { messages sbxConfig } }"
+    graphql = await client.post("/graphql", json={"query": query, "variables": {"id": session_id}})
+
+    sent = as_decimals(EXACT.decode())
+    assert as_decimals(rest)["session"]["messages"] == sent, engine_kind
+    assert as_decimals(rest)["session"]["sbx_config"] == sent
+    read = as_decimals(graphql.text)["data"]["session"]
+    assert read == {"messages": sent, "sbxConfig": sent}

@@ -35,6 +35,17 @@ def service_unavailable(what: str) -> GraphQLError:
     )
 
 
+def _with_code_of_cause(error: GraphQLError) -> GraphQLError:
+    cause = error.original_error
+    if error.extensions or not isinstance(cause, GraphQLError) or not cause.extensions:
+        return error
+    code = cause.extensions.get("code")
+    if code != BAD_USER_INPUT:
+        return error
+    error.extensions = {"code": code}
+    return error
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     if error.path is None:
         # Raised before execution: the document or its variables, unless an exception escaped
@@ -47,6 +58,11 @@ def is_unexpected(error: GraphQLError) -> bool:
 class MaskUnexpectedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=is_unexpected)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        # graphql-core words a variable's refusal itself ("Variable '$m' has invalid value…")
+        # and drops the code of the scalar's error it wraps: the code is given back.
+        return super()._process_errors([_with_code_of_cause(error) for error in errors])
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return GraphQLError(
