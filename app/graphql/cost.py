@@ -9,8 +9,9 @@ its length, which is
 
 - for a connection's `edges` and `nodes`, its page: `first`/`last` as written (at most 100),
   100 when given by a variable, 50 when left out;
-- for `ancestors`, ANCESTORS: generous for real chains, and enough to put an `ancestors` inside
-  `ancestors` (40,201) over the limit;
+- for `ancestors`, ANCESTORS: as many as the service walks up (its MAX_ANCESTRY, 1,000), since
+  anyone can build a chain that long: one session's `ancestors` passes (1,001), over a page
+  of 100 it does not (100,101), nor does `ancestors` inside `ancestors` (1,001,001);
 - for any other list of objects, a full page.
 
 Fragments count wherever they are spread, aliased fields each time they appear, and a field
@@ -45,10 +46,12 @@ from graphql import (
 from graphql.language.visitor import SKIP, VisitorAction
 
 from app.listing import DEFAULT_PAGE, MAX_PAGE
+from app.service import MAX_ANCESTRY
 
-# A page of 100 sessions with their parent, five children and ancestors costs about 21,000.
+# A page of 100 sessions with their parent and five children costs about 900; a page of 20
+# with their ancestors too, about 20,200.
 QUERY_COST_LIMIT = 25_000
-ANCESTORS = 200
+ANCESTORS = MAX_ANCESTRY
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
 # Lists of a known typical length, by field coordinate; connections' lists take their page.

@@ -6,31 +6,28 @@ from collections.abc import Callable
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
 
 from app.config import Settings
+from app.graphql.caches import CachedDocuments, DocumentCache, Rules, Validate
 from app.graphql.context import FreshLoaders
 from app.graphql.cost import QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
 from app.graphql.execution import InboxExecutionContext
-from app.graphql.limits import alias_rule, depth_rule
+from app.graphql.limits import alias_rule, depth_rule, field_rule, validate_within_limits
 from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.scalars import SCALARS
 from app.graphql.subscriptions import Subscription
 
-# Distinct documents whose parse and validation are kept; clients send few distinct queries.
-DOCUMENT_CACHE_SIZE = 512
+# The rules Strawberry adds to the specification's when it validates (its `validate_document`),
+# which `validator` replaces.
+STRAWBERRY_RULES: Rules = (MaybeNullValidationRule, OneOfInputValidationRule)
 
 
 class InboxSchema(strawberry.Schema):
@@ -41,22 +38,40 @@ class InboxSchema(strawberry.Schema):
         super().process_errors([e for e in errors if is_unexpected(e)], execution_context)
 
 
+def validator(settings: Settings) -> Validate:
+    """Validation with the limits of `settings` first, the other rules only when they hold;
+    suggestions of schema names only where introspection would tell them anyway."""
+    # Made once per app: the document cache keeps results per set of rules.
+    limits: Rules = (
+        field_rule(settings.max_selection_fields, settings.max_fields),
+        depth_rule(settings.max_query_depth),
+        alias_rule(settings.max_aliases),
+        QueryCostRule,
+    )
+
+    def validate(schema: GraphQLSchema, document: DocumentNode, rules: Rules) -> list[GraphQLError]:
+        return validate_within_limits(
+            schema,
+            document,
+            limits,
+            (*rules, *STRAWBERRY_RULES),
+            hide_suggestions=not settings.introspection,
+        )
+
+    return validate
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The contract's schema with the limits of `settings` (default: the defaults)."""
     settings = settings or Settings()
-    # Made once per app: ValidationCache's key includes the rules, so rules made per request
-    # would defeat it.
-    limits = [depth_rule(settings.max_query_depth), alias_rule(settings.max_aliases), QueryCostRule]
     # Factories, not instances: Strawberry makes the extensions anew for every operation.
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
-        partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
-        partial(AddValidationRules, limits),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     extensions += [
-        partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+        partial(CachedDocuments, DocumentCache(), validator(settings)),
         FreshLoaders,
         MaskUnexpectedErrors,
     ]
