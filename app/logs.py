@@ -1,4 +1,5 @@
-"""Logging set-up: plain text lines, or one JSON object a line (`LOG_FORMAT=json`)."""
+"""Logging set-up: plain text lines, or one JSON object a line (`LOG_FORMAT=json`), each naming
+the request it was written for (`app.request_id`)."""
 
 from __future__ import annotations
 
@@ -9,44 +10,88 @@ from typing import Any
 
 import orjson
 
+from app import request_id
 from app.config import Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+# A line written outside any request (start-up, the relay) names none.
+NO_REQUEST = "-"
+# What every record holds: the rest came in `extra` (the access line's method, route, status…).
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "request_id",
+    # uvicorn's coloured copy of its message.
+    "color_message",
+}
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives each record the id of the request being served where it was written, if any. On the
+    handler, so that it sees the records of every logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = request_id.current()
+        if current is not None:
+            record.request_id = current
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, with `NO_REQUEST` for a line written outside any request."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT, defaults={"request_id": NO_REQUEST})
 
 
 class JSONFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, request_id (null outside any
+    request), the fields the line was given in `extra`, and its traceback as `exception`."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None),
         }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # A field no JSON type holds is written as its str().
+        return orjson.dumps(entry, default=str).decode()
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A `logging.config.dictConfig` for `settings`. uvicorn applies it in every worker process,
     where configuring logging in the parent alone would not reach."""
-    formatter: dict[str, Any] = (
-        {"()": JSONFormatter}
-        if settings.log_format == "json"
-        else {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    )
+    formatter = JSONFormatter if settings.log_format == "json" else TextFormatter
     level = settings.log_level.upper()
     # The HTTP clients log every request at INFO; only their problems are worth a line.
     quiet = max(logging.WARNING, logging.getLevelName(level))
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": formatter},
-        "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {"default": {"()": formatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "filters": ["request_id"],
+            }
+        },
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
-            **{
-                name: {"handlers": [], "propagate": True}
-                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-            },
+            **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error")},
+            # `app.access_log` writes the access lines, with the route and request id. A logger
+            # with no handler that does not propagate makes uvicorn skip its own altogether.
+            "uvicorn.access": {"handlers": [], "propagate": False},
             **{name: {"level": quiet} for name in ("httpx", "httpx2", "httpcore")},
         },
     }

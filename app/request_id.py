@@ -1,0 +1,48 @@
+"""Request ids: the client's `X-Request-ID` when it is short and printable, a new one otherwise.
+
+The id of the request being served is held in a context variable, so that every log line written
+while serving it can name it (`app.logs`) without being handed it. `app.access_log` sets it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+HEADER = "X-Request-ID"
+# As it is looked for among ASGI's headers (lower case) and added to an answer's.
+HEADER_KEY = b"x-request-id"
+# Longer than any id a proxy or tracer makes (a UUID is 36, a W3C trace parent 55): a client's id
+# is echoed on the answer and written in every log line of the request, so it is kept short.
+MAX_LENGTH = 128
+# Printable ASCII without the space: what cannot break a log line, a header or a search.
+_ACCEPTED = re.compile(rb"[\x21-\x7e]{1,%d}" % MAX_LENGTH)
+
+# Not reset when a request ends: each request runs in a task of its own (a copy of the server's
+# context), and the server logs an error escaping the app after the app has returned.
+_current: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def new() -> str:
+    """A fresh id: 32 hex digits (a random UUID, as nginx's `$request_id` is)."""
+    return uuid.uuid4().hex
+
+
+def accept(given: bytes | None) -> str:
+    """The id for a request that sent `given` (None: no header): it, when short and printable;
+    a new one otherwise."""
+    if given is not None and _ACCEPTED.fullmatch(given):
+        return given.decode("ascii")
+    return new()
+
+
+def current() -> str | None:
+    """The id of the request being served here, if any."""
+    return _current.get()
+
+
+def begin(given: bytes | None) -> str:
+    """Makes the id of a request that sent `given` the current one, and returns it."""
+    request_id = accept(given)
+    _current.set(request_id)
+    return request_id
