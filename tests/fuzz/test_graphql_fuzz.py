@@ -20,7 +20,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis_graphql import mutations, queries
+from hypothesis_graphql import Mode, mutations, queries
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -175,12 +175,20 @@ def _scalars(ids: list[str]) -> dict[str, st.SearchStrategy[graphql.ValueNode]]:
     }
 
 
+def _documents(build: Any, ids: list[str]) -> st.SearchStrategy[str]:
+    """Documents `build` (hypothesis-graphql's `queries` or `mutations`) makes: valid ones, and
+    ones with a single schema violation (a wrong argument type, a missing argument, an unknown
+    enum value), which must be refused as GraphQL errors."""
+    scalars = _scalars(ids)
+    valid: st.SearchStrategy[str] = build(SCHEMA, custom_scalars=scalars)
+    invalid: st.SearchStrategy[str] = build(SCHEMA, custom_scalars=scalars, mode=Mode.NEGATIVE)
+    return st.one_of(valid, valid, invalid)
+
+
 @pytest.mark.usefixtures("intact_database")
 def test_generated_queries_answer_by_the_schema(http: TestClient, known_ids: list[str]) -> None:
     @FUZZ
-    @given(
-        query=queries(SCHEMA, custom_scalars=_scalars(known_ids)), accept=st.sampled_from(ACCEPTS)
-    )
+    @given(query=_documents(queries, known_ids), accept=st.sampled_from(ACCEPTS))
     def run(query: str, accept: str) -> None:
         post(http, query, accept=accept)
 
@@ -191,7 +199,7 @@ def test_generated_queries_answer_by_the_schema(http: TestClient, known_ids: lis
 def test_generated_mutations_answer_by_the_schema(http: TestClient, known_ids: list[str]) -> None:
     @FUZZ
     @given(
-        mutation=mutations(SCHEMA, custom_scalars=_scalars(known_ids)),
+        mutation=_documents(mutations, known_ids),
         accept=st.sampled_from(ACCEPTS),
     )
     def run(mutation: str, accept: str) -> None:
