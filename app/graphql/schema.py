@@ -61,9 +61,14 @@ def validator(settings: Settings) -> Validate:
     return validate
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The contract's schema with the limits of `settings` (default: the defaults)."""
+def build_schema(
+    settings: Settings | None = None, document_cache: DocumentCache | None = None
+) -> strawberry.Schema:
+    """The contract's schema with the limits of `settings` (default: the defaults), keeping
+    documents in `document_cache` (default: one of its own)."""
     settings = settings or Settings()
+    if document_cache is None:  # not `or`: an empty cache is falsy
+        document_cache = DocumentCache()
     # Factories, not instances: Strawberry makes the extensions anew for every operation.
     extensions: list[Callable[[], SchemaExtension]] = [
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
@@ -71,7 +76,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     extensions += [
-        partial(CachedDocuments, DocumentCache(), validator(settings)),
+        partial(CachedDocuments, document_cache, validator(settings)),
         FreshLoaders,
         MaskUnexpectedErrors,
     ]
