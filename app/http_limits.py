@@ -11,9 +11,10 @@ after a chunked body are headers too, gathered alike: past `max_bytes` they cut 
 A head pipelined behind another request in the same read is counted from that read on, so it
 may pass the limit by at most the limit again (httptools does not say where a message ends).
 
-The head must also arrive within `timeout_s` of the connection opening (or of the previous
-answer): uvicorn itself arms no timer until a first answer, so a client trickling a header a
-byte a second held its connection forever.
+The head must also arrive within `timeout_s` of the connection opening, or of its first bytes on
+a connection kept alive (an idle one is closed by uvicorn's `timeout_keep_alive`): uvicorn arms no
+timer before a first answer, nor once bytes come after one, so a client trickling a header a byte
+a second held its connection forever.
 
 httptools keeps its speed: the budget costs a comparison and a subtraction per read (and a
 renewal per piece of body), the count a `len` per request."""
@@ -115,9 +116,18 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
             return
         if len(data) > self.budget:
             self._past_budget(memoryview(data))
-            return
-        self.budget -= len(data)
-        self._feed(data)
+        else:
+            self.budget -= len(data)
+            self._feed(data)
+        # A head begun and not ended is timed from here. A request that comes whole arms no
+        # timer: that would cost a few microseconds a request.
+        if (
+            self.reading_head
+            and self.budget < self.head_limits.max_bytes
+            and self.head_timer is None
+            and not self.transport.is_closing()
+        ):
+            self._arm_head_timer()
 
     def _past_budget(self, data: memoryview) -> None:
         """Feeds `data` a budget at a time (views: nothing copied). Each part must end the head
@@ -205,15 +215,11 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         self.budget = self.head_limits.max_bytes
 
     def on_response_complete(self) -> None:
-        # A request already waiting in the pipeline has its head; otherwise the next one is due.
-        next_head_due = not self.pipeline
+        # A refusal waits for the answers to the requests before it, pipelined ones included.
+        answered_all = not self.pipeline
         super().on_response_complete()
-        if not next_head_due or self.transport.is_closing():
-            return
-        if self.refused is not None:
+        if answered_all and self.refused is not None and not self.transport.is_closing():
             self._refuse(self.refused)
-        else:
-            self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
