@@ -1,0 +1,119 @@
+"""Log lines as an operator reads them (`app.logs`), from the app served by uvicorn with the
+logging configuration `session-inbox serve` gives it: with `LOG_FORMAT=json` every line is one
+JSON object naming its request, the access line's fields as fields and a traceback as
+`exception`; in text each line names its request too; uvicorn's own access line is gone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from app.access_log import AccessLog
+from app.config import Settings, load_settings
+from app.logs import logging_config
+from tests.loopback import serve_on_loopback
+
+DEADLINE_S = 10.0
+# The loggers `logging_config` sets, the root's among them.
+CONFIGURED = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpx2", "httpcore")
+WORK_LOGGER = "session_inbox.tests.work"
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """The logging set-up as it was before the test: uvicorn applies the one under test to the
+    whole process."""
+    loggers = [logging.getLogger(name or None) for name in CONFIGURED]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate, lg.disabled) for lg in loggers]
+    yield
+    for logger, handlers, level, propagate, disabled in saved:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.disabled = disabled
+
+
+def worker_app() -> Starlette:
+    """An app whose one route logs a warning with a traceback while it serves the request."""
+
+    async def work(_request: Request) -> Response:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            logging.getLogger(WORK_LOGGER).warning("work failed, answered anyway", exc_info=True)
+        return PlainTextResponse("done")
+
+    return Starlette(routes=[Route("/work/{n}", work)], middleware=[Middleware(AccessLog)])
+
+
+async def served_lines(settings: Settings, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """What the server writes to stderr while answering `GET /work/7` with `X-Request-ID: r-1`."""
+    config = logging_config(settings)
+    async with serve_on_loopback(worker_app(), lifespan="off", log_config=config) as base:
+        logging.getLogger("session_inbox.tests").info("outside any request")
+        async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as http:
+            response = await http.get("/work/7", headers={"X-Request-ID": "r-1"})
+        assert response.status_code == 200
+        assert response.headers["X-Request-ID"] == "r-1"
+    return capsys.readouterr().err.splitlines()
+
+
+def settings_with(log_format: str) -> Settings:
+    return replace(load_settings(environ={}, env_file=None), log_format=log_format)
+
+
+async def test_json_lines_parse_and_name_their_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = await served_lines(settings_with("json"), capsys)
+    entries: list[dict[str, Any]] = [orjson.loads(line) for line in lines]
+    for entry in entries:
+        assert {"time", "level", "logger", "message", "request_id"} <= entry.keys()
+        assert datetime.fromisoformat(entry["time"]).tzinfo is not None
+    by_logger = {entry["logger"]: entry for entry in entries}
+
+    work = by_logger[WORK_LOGGER]
+    assert (work["level"], work["request_id"]) == ("warning", "r-1")
+    assert work["exception"].startswith("Traceback (most recent call last):")
+    assert "ZeroDivisionError" in work["exception"]
+
+    access = by_logger["session_inbox.access"]
+    assert access["level"] == "info"
+    assert access["request_id"] == "r-1"
+    fields = {k: access[k] for k in ("method", "route", "status", "client_gone")}
+    assert fields == {"method": "GET", "route": "/work/{n}", "status": 200, "client_gone": False}
+    assert isinstance(access["duration_ms"], float)
+    assert access["message"].startswith("GET /work/{n} 200 ")
+
+    assert by_logger["session_inbox.tests"]["request_id"] is None
+    # uvicorn's start and stop lines are JSON too, and its access line is not written.
+    assert "uvicorn.error" in by_logger
+    assert "uvicorn.access" not in by_logger
+    assert sum("GET /work" in line for line in lines) == 1
+
+
+async def test_text_lines_name_their_request(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = await served_lines(settings_with("text"), capsys)
+    work = next(line for line in lines if WORK_LOGGER in line)
+    assert f"WARNING {WORK_LOGGER} [r-1] work failed, answered anyway" in work
+    # The traceback follows its line.
+    assert "ZeroDivisionError: division by zero" in lines
+    access = [line for line in lines if "GET /work" in line]
+    assert len(access) == 1
+    assert " INFO session_inbox.access [r-1] GET /work/{n} 200 " in access[0]
+    assert any("session_inbox.tests [-] outside any request" in line for line in lines)
