@@ -4,6 +4,7 @@ and the OpenAPI document generated from the declaration in `openapi`."""
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -17,11 +18,13 @@ from app.rest.errors import JSON_TYPE, exception_handlers
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "exception_handlers", "routes"]
 
-_OPENAPI = openapi.document_bytes()
+# Made at the first request, not at import: the document reads `app.auth`, which imports this
+# package.
+_openapi = functools.cache(openapi.document_bytes)
 
 
 async def openapi_json(_request: Request) -> Response:
-    return Response(_OPENAPI, media_type=JSON_TYPE)
+    return Response(_openapi(), media_type=JSON_TYPE)
 
 
 class TrailingSlash(BaseRoute):

@@ -152,6 +152,31 @@ _RESPONSES: dict[str, Any] = {
         ),
         "headers": {"Retry-After": _ref("headers", "Retry-After")},
     },
+    "Unauthorized": {
+        **_error(
+            "No bearer token, or one that is not valid, when the server requires one (`API_TOKENS` "
+            "or `AUTH_JWKS_URL` configured); nothing was read or changed.",
+            "Unauthorized",
+            "an Authorization: Bearer <token> header is required",
+            Code.UNAUTHORIZED,
+        ),
+        "headers": {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
+    },
+    "PayloadTooLarge": _error(
+        "The body is longer than `MAX_BODY_BYTES` (declared or, chunked, as sent); it was not "
+        "read past the limit, and nothing changed.",
+        "Payload Too Large",
+        "the body is over 1048576 bytes",
+        Code.PAYLOAD_TOO_LARGE,
+    ),
+    "RequestHeadersTooLarge": _error(
+        "The request line and headers are longer than `MAX_HEADER_BYTES`, or there are more "
+        "than `MAX_HEADERS` headers; the server answers before reading more, and closes the "
+        "connection.",
+        "Request Header Fields Too Large",
+        "the request's headers are over 32768 bytes",
+        Code.REQUEST_HEADERS_TOO_LARGE,
+    ),
     "Unexpected": _error(
         "Any other error: an unknown path (404, `NOT_FOUND`), a method the path lacks (405, "
         "`METHOD_NOT_ALLOWED`, with `Allow`), or an unexpected failure (500).",
@@ -180,6 +205,21 @@ _HEADERS: dict[str, Any] = {
         "description": "Seconds to wait before retrying.",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     },
+    "WWW-Authenticate": {
+        "description": 'The challenge (RFC 6750): `Bearer`, or `Bearer error="invalid_token"` '
+        "for a token that is not valid.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer"},
+    },
+}
+# How a client authenticates: a configured token or a JWT, as `Authorization: Bearer <token>`.
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token of `API_TOKENS`, or a JWT signed by a key of `AUTH_JWKS_URL` "
+        "with the configured issuer and audience. Needed only when either is configured.",
+    }
 }
 _PARAMETERS: dict[str, Any] = {
     "Id": {
@@ -220,17 +260,26 @@ def _answer(description: str, schema: str, *headers: str) -> dict[str, Any]:
     return answer
 
 
+_STATUSES = {
+    "BadRequest": "400",
+    "Unauthorized": "401",
+    "NotFound": "404",
+    "Conflict": "409",
+    "PreconditionFailed": "412",
+    "PayloadTooLarge": "413",
+    "UnsupportedMediaType": "415",
+    "UnprocessableEntity": "422",
+    "RequestHeadersTooLarge": "431",
+    "ServiceUnavailable": "503",
+}
+# What any request may be refused with before an operation reads it (401 is added where the
+# path needs a token: see `_secured`).
+_ANY_REQUEST = ("PayloadTooLarge", "RequestHeadersTooLarge")
+
+
 def _errors(*names: str) -> dict[str, Any]:
-    statuses = {
-        "BadRequest": "400",
-        "NotFound": "404",
-        "Conflict": "409",
-        "PreconditionFailed": "412",
-        "UnsupportedMediaType": "415",
-        "UnprocessableEntity": "422",
-        "ServiceUnavailable": "503",
-    }
-    errors = {statuses[name]: _ref("responses", name) for name in names}
+    given = set(names) | set(_ANY_REQUEST)
+    errors = {_STATUSES[name]: _ref("responses", name) for name in _STATUSES if name in given}
     errors["default"] = _ref("responses", "Unexpected")
     return errors
 
@@ -416,6 +465,28 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """`paths` with what authentication says of each operation: an open path (`app.auth`'s, the
+    document itself) needs no token; any other needs the bearer scheme and may answer 401."""
+    # Imported here: `app.auth` answers its 401 with `app.rest.errors`, which imports this package.
+    from app.auth import is_open_path
+
+    secured: dict[str, Any] = {}
+    for path, item in paths.items():
+        secured[path] = dict(item)
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            scope = {"type": "http", "method": method.upper(), "path": path, "query_string": b""}
+            if is_open_path({**scope, "headers": []}):
+                secured[path][method] = {**operation, "security": []}
+            else:
+                responses = {**operation["responses"], "401": _ref("responses", "Unauthorized")}
+                ordered = dict(sorted(responses.items(), key=lambda item: item[0]))
+                secured[path][method] = {**operation, "responses": ordered}
+    return secured
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     schemas = _schemas()
@@ -427,14 +498,18 @@ def document() -> dict[str, Any]:
             "description": "The REST compatibility paths of session-inbox: the inbox of "
             "coding-agent sessions, as the earlier service served it. Every error is JSON "
             '`{"err": "<title>", "msg": "<detail>", "code": "<CODE>"}`. Request bodies are '
-            "JSON (415 otherwise).",
+            "JSON (415 otherwise). When the server is configured with tokens or a key set, "
+            "every operation but reading this document needs `Authorization: Bearer <token>` "
+            "(401 with `WWW-Authenticate` otherwise).",
         },
-        "paths": _PATHS,
+        "security": [{"bearer": []}],
+        "paths": _secured(_PATHS),
         "components": {
             "schemas": schemas,
             "responses": _RESPONSES,
             "headers": _HEADERS,
             "parameters": _PARAMETERS,
+            "securitySchemes": _SECURITY_SCHEMES,
         },
     }
 
