@@ -1,7 +1,9 @@
 """`/graphql` over HTTP and WebSocket: POST with JSON, GET for queries only, GraphiQL for browsers
-when enabled, and subscriptions over a WebSocket. Batching is off (the schema has no batching
-config); the only WebSocket protocol offered is `graphql-transport-ws`: a client asking for the
-legacy `graphql-ws` alone is closed with 4406."""
+when enabled, and subscriptions over a WebSocket. Over HTTP, as the GraphQL-over-HTTP
+specification says (see `http_request` for what a request must be, `http_errors` for the answers):
+`application/graphql-response+json` to a client that prefers it, JSON errors with a code for a
+request that cannot run, never plain text; no batching. The only WebSocket protocol offered is
+`graphql-transport-ws`: a client asking for the legacy `graphql-ws` alone is closed with 4406."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,14 +20,28 @@ from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from app.auth import Authenticator, Outcome
 from app.config import Settings
 from app.graphql.context import Context
+from app.graphql.http_errors import (
+    METHOD_NOT_ALLOWED,
+    RequestError,
+    http_result,
+    operation_not_found,
+    refusal,
+    status_of,
+)
+from app.graphql.http_request import body_parameters, query_parameters
+from app.graphql.media_types import response_media_type
+from app.graphql.operation_name import RequireOperationName
 from app.graphql.schema import build_schema
 from app.state import AppState
 
@@ -36,6 +53,12 @@ CONNECTION_INIT_WAIT_S = 10.0
 # fan-out with its own buffer of events, so one client must not be able to open them without
 # end; a page of an inbox watches a few.
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
+# What each HTTP method may run. Strawberry also lets subscriptions through, for its multipart
+# and SSE transports, which this server does not offer: they are served over a WebSocket.
+OPERATIONS_OF_METHOD = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
 
 
 @dataclass(slots=True)
@@ -72,19 +95,81 @@ class GraphQLView(GraphQL[Context, None]):
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # As Strawberry's, but a refused request is answered in JSON, not in plain text.
+        request = Request(scope, receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = refusal(error, response_media_type(request.headers.get("accept")))
+        await response(scope, receive, send)
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        # The media type the answer will have, chosen once the request is known, is carried to
+        # `create_response` (which is not given the request) by the sub-response.
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = response_media_type(request.headers.get("accept"))
+        return sub_response
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        if request.method == "GET":
+            return query_parameters(request.query_params)
+        return body_parameters(request.content_type, await request.get_body())
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # As Strawberry's, but what its schema raises before it executes becomes a request
+        # error (a status and a code) or a result with the error, as the specification says.
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                variable_values=request_data.variables,
+                context_value=context,
+                root_value=root_value,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=OPERATIONS_OF_METHOD[request_adapter.method],
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            return operation_not_found(error.operation_name)
+        except InvalidOperationTypeError as error:
+            if error.operation_type is OperationType.MUTATION:
+                message = "a mutation is sent with POST: GET runs queries only"
+                raise RequestError(405, message, METHOD_NOT_ALLOWED, {"Allow": "POST"}) from error
+            message = "a subscription is served over a WebSocket (graphql-transport-ws) only"
+            raise RequestError(400, message) from error
+        except MissingQueryError as error:
+            raise RequestError(400, "no query") from error
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        return http_result(result)
+
     def create_response(
         self,
         response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
         sub_response: Response,
     ) -> Response:
-        # As Strawberry's, but the body goes out as orjson's bytes without a round trip
-        # through str.
-        response = Response(orjson.dumps(response_data), media_type="application/json")
+        # Batches are refused while parsing: there is one response.
+        assert not isinstance(response_data, list)
+        media_type = sub_response.media_type or response_media_type(None)
+        status = sub_response.status_code or status_of(response_data, media_type)
+        # The body goes out as orjson's bytes without a round trip through str.
+        response = Response(orjson.dumps(response_data), status, media_type=media_type)
         response.headers.raw.extend(sub_response.headers.raw)
         if sub_response.background:
             response.background = sub_response.background
-        if sub_response.status_code:
-            response.status_code = sub_response.status_code
         return response
 
 
@@ -113,8 +198,11 @@ class HTTPAndWebSocketRoute(BaseRoute):
 def graphql_route(settings: Settings, authenticator: Authenticator) -> BaseRoute:
     """The `/graphql` route for an app with `settings`, its WebSockets checked by
     `authenticator`."""
+    schema = build_schema(settings)
+    # Last, after the extensions that validate: its error replaces theirs.
+    schema.extensions = (*schema.extensions, RequireOperationName)
     view = GraphQLView(
-        build_schema(settings),
+        schema,
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
