@@ -46,3 +46,10 @@ def begin(given: bytes | None) -> str:
     request_id = accept(given)
     _current.set(request_id)
     return request_id
+
+
+def response_headers() -> dict[str, str]:
+    """`X-Request-ID` for an answer made outside `AccessLog`: Starlette answers an error that
+    escapes every middleware (a 500) with the app's handler, further out than them all."""
+    current = _current.get()
+    return {} if current is None else {HEADER: current}

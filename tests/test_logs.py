@@ -49,7 +49,8 @@ def restored_logging() -> Iterator[None]:
 
 
 def worker_app() -> Starlette:
-    """An app whose one route logs a warning with a traceback while it serves the request."""
+    """An app whose one route logs a warning with a traceback while it serves the request, and
+    another fails."""
 
     async def work(_request: Request) -> Response:
         try:
@@ -58,18 +59,25 @@ def worker_app() -> Starlette:
             logging.getLogger(WORK_LOGGER).warning("work failed, answered anyway", exc_info=True)
         return PlainTextResponse("done")
 
-    return Starlette(routes=[Route("/work/{n}", work)], middleware=[Middleware(AccessLog)])
+    async def broken(_request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    routes = [Route("/work/{n}", work), Route("/broken", broken)]
+    return Starlette(routes=routes, middleware=[Middleware(AccessLog)])
 
 
 async def served_lines(settings: Settings, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    """What the server writes to stderr while answering `GET /work/7` with `X-Request-ID: r-1`."""
+    """What the server writes to stderr while answering `GET /work/7` (`X-Request-ID: r-1`),
+    then `GET /broken` (`r-2`)."""
     config = logging_config(settings)
     async with serve_on_loopback(worker_app(), lifespan="off", log_config=config) as base:
         logging.getLogger("session_inbox.tests").info("outside any request")
         async with httpx.AsyncClient(base_url=base, timeout=DEADLINE_S) as http:
             response = await http.get("/work/7", headers={"X-Request-ID": "r-1"})
+            failed = await http.get("/broken", headers={"X-Request-ID": "r-2"})
         assert response.status_code == 200
         assert response.headers["X-Request-ID"] == "r-1"
+        assert failed.status_code == 500
     return capsys.readouterr().err.splitlines()
 
 
@@ -92,13 +100,21 @@ async def test_json_lines_parse_and_name_their_request(
     assert work["exception"].startswith("Traceback (most recent call last):")
     assert "ZeroDivisionError" in work["exception"]
 
-    access = by_logger["session_inbox.access"]
+    by_request = {e["request_id"]: e for e in entries if e["logger"] == "session_inbox.access"}
+    assert by_request.keys() == {"r-1", "r-2"}
+    assert by_request["r-2"]["status"] == 500
+    access = by_request["r-1"]
     assert access["level"] == "info"
-    assert access["request_id"] == "r-1"
     fields = {k: access[k] for k in ("method", "route", "status", "client_gone")}
     assert fields == {"method": "GET", "route": "/work/{n}", "status": 200, "client_gone": False}
     assert isinstance(access["duration_ms"], float)
     assert access["message"].startswith("GET /work/{n} 200 ")
+
+    # The server's line for an error that escaped the app names the request, traceback and all.
+    (crash,) = [e for e in entries if e["message"].startswith("Exception in ASGI application")]
+    assert (crash["logger"], crash["level"]) == ("uvicorn.error", "error")
+    assert crash["request_id"] == "r-2"
+    assert "RuntimeError: a bug" in crash["exception"]
 
     assert by_logger["session_inbox.tests"]["request_id"] is None
     # uvicorn's start and stop lines are JSON too, and its access line is not written.

@@ -17,10 +17,11 @@ import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from websockets.asyncio.client import connect
 
+from app import request_id
 from app.access_log import AccessLog
 from app.config import Settings
 from app.logs import RequestIdFilter
@@ -213,17 +214,27 @@ async def test_a_streamed_list_carries_the_id(http: httpx.AsyncClient, access: L
     assert (line.status, line.client_gone) == (200, False)
 
 
-async def test_an_unexpected_error_is_logged_as_500_with_the_id(
+async def test_an_unexpected_error_is_logged_as_500_and_its_answer_can_carry_the_id(
     access: Lines,
 ) -> None:
     async def broken(_request: Request) -> Response:
         raise RuntimeError("a bug")
 
-    app = Starlette(routes=[Route("/broken", broken)], middleware=[Middleware(AccessLog)])
+    async def unexpected(_request: Request, _exc: Exception) -> Response:
+        # Starlette's ServerErrorMiddleware runs this outside every middleware, AccessLog's
+        # included: the id is still the request's there.
+        return PlainTextResponse("oops", 500, headers=request_id.response_headers())
+
+    app = Starlette(
+        routes=[Route("/broken", broken)],
+        middleware=[Middleware(AccessLog)],
+        exception_handlers={Exception: unexpected},
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         response = await http.get("/broken", headers={"X-Request-ID": "bug-1"})
     assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "bug-1"
     line = only_line(access)
     assert (line.route, line.status, line.request_id) == ("/broken", 500, "bug-1")
 
