@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import strawberry
@@ -16,7 +16,7 @@ from strawberry.types import ExecutionContext
 from app.config import Settings
 from app.graphql.caches import CachedDocuments, DocumentCache, Rules, Validate
 from app.graphql.context import FreshLoaders
-from app.graphql.cost import QueryCostRule
+from app.graphql.cost import QUERY_TOO_COMPLEX, QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
 from app.graphql.execution import InboxExecutionContext
 from app.graphql.limits import alias_rule, depth_rule, field_rule, validate_within_limits
@@ -24,6 +24,12 @@ from app.graphql.mutations import Mutation
 from app.graphql.queries import Query
 from app.graphql.scalars import SCALARS
 from app.graphql.subscriptions import Subscription
+
+# How long a document may be, per token of MAX_TOKENS: several times what real queries take
+# (names, spaces and indentation: 3 to 10 characters a token), and a bound on what comments,
+# which are no tokens, can add. graphql-core's lexer reads a comment a character at a time:
+# a megabyte of them took 240 ms to parse, 64,000 characters (the default bound) take 15.
+CHARACTERS_PER_TOKEN = 32
 
 # The rules Strawberry adds to the specification's when it validates (its `validate_document`),
 # which `validator` replaces.
@@ -36,6 +42,23 @@ class InboxSchema(strawberry.Schema):
     ) -> None:
         # Log what was masked; what the client sent wrong is its business, not an alert.
         super().process_errors([e for e in errors if is_unexpected(e)], execution_context)
+
+
+class MaxDocumentLength(SchemaExtension):
+    """Refuses a document longer than `max_length` characters before it is parsed."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+    def on_parse(self) -> Iterator[None]:
+        length = len(self.execution_context.query or "")
+        if length > self.max_length:
+            # Raised before parsing, it is answered as a parse error is.
+            raise GraphQLError(
+                f"the document is {length} characters long. Allowed: {self.max_length}",
+                extensions={"code": QUERY_TOO_COMPLEX},
+            )
+        yield
 
 
 def validator(settings: Settings) -> Validate:
@@ -71,6 +94,7 @@ def build_schema(
         document_cache = DocumentCache()
     # Factories, not instances: Strawberry makes the extensions anew for every operation.
     extensions: list[Callable[[], SchemaExtension]] = [
+        partial(MaxDocumentLength, settings.max_tokens * CHARACTERS_PER_TOKEN),
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
     ]
     if not settings.introspection:

@@ -11,10 +11,11 @@ from typing import Any
 import graphql.validation.rules.overlapping_fields_can_be_merged as overlapping
 import pytest
 import strawberry
+import strawberry.schema.schema as strawberry_schema
 
 from app.config import Settings
 from app.graphql.limits import MAX_MERGED_PAIRS
-from app.graphql.schema import build_schema
+from app.graphql.schema import CHARACTERS_PER_TOKEN, build_schema
 from tests.conftest import SessionFactory
 from tests.graphql.conftest import Run
 
@@ -71,6 +72,27 @@ async def test_the_refusal_says_why_with_a_code(schema: strawberry.Schema) -> No
     assert [error.formatted["extensions"] for error in result.errors] == [
         {"code": "QUERY_TOO_COMPLEX"}
     ]
+
+
+async def test_a_document_padded_with_comments_is_refused_before_it_is_parsed(
+    schema: strawberry.Schema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    monkeypatch.setattr(
+        strawberry_schema, "parse", lambda source, **_options: parsed.append(source)
+    )
+    limit = DEFAULTS.max_tokens * CHARACTERS_PER_TOKEN
+    # Comments are no tokens: the token limit alone lets this megabyte through.
+    query = "{ __typename }\n" + ("#" + "x" * 999 + "\n") * 1000
+    result = await schema.execute(query)
+    assert result.data is None
+    assert [error.formatted for error in result.errors or []] == [
+        {
+            "message": f"the document is {len(query)} characters long. Allowed: {limit}",
+            "extensions": {"code": "QUERY_TOO_COMPLEX"},
+        }
+    ]
+    assert parsed == []
 
 
 async def test_fields_of_fragments_count_in_the_selection_set_they_are_spread_in(
