@@ -90,7 +90,9 @@ async def test_batching_is_off(client: httpx.AsyncClient) -> None:
     query = {"query": "{ sessions { totalCount } }"}
     response = await client.post("/graphql", json=[query, query])
     assert response.status_code == 400
-    assert "batching" in response.text.lower()
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert "batching" in error["message"]
 
 
 async def test_body_that_is_not_json_is_refused(client: httpx.AsyncClient) -> None:
@@ -117,6 +119,7 @@ async def test_graphiql_can_be_turned_off(client_with: ClientFactory) -> None:
         page = await client.get("/graphql", headers=HTML)
         query = await client.get("/graphql", params={"query": "{ sessions { totalCount } }"})
     assert page.status_code == 404
+    assert page.json()["errors"][0]["extensions"] == {"code": "NOT_FOUND"}
     assert "graphiql" not in page.text.lower()
     assert query.json() == {"data": {"sessions": {"totalCount": 0}}}
 
