@@ -18,9 +18,10 @@ from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import Events
 from app.graphql.view import graphql_route
-from app.metrics import MeasuredNamer, Metrics, RequestMetrics, metrics_route
+from app.metrics import Metrics, RequestMetrics, metrics_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
+from app.naming.measured import MeasuredNamer
 from app.rest import docs
 from app.service import SessionService
 from app.state import AppState
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         namer, close_namer = make_namer(settings)
         events = Events.for_settings(db, settings)
         events.start()
-        service = SessionService(db, MeasuredNamer(namer, metrics), events)
+        service = SessionService(db, MeasuredNamer(namer, metrics.observe_naming), events)
         state = AppState(settings, db, events, service)
         try:
             async with metrics.sampling(state):

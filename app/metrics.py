@@ -1,15 +1,14 @@
 """Prometheus metrics (`GET /metrics`), each named `session_inbox_…`, in one `Metrics` per app.
 
-What happens in a request is counted where it happens, cheaply: `RequestMetrics` (pure ASGI
-middleware) counts and times every HTTP answer by route template, and `MeasuredNamer` times
-each naming. What the app's parts count themselves (the relay's events and failures) or hold
-(subscribers, the pool) is read when `/metrics` is scraped, so their hot paths carry nothing.
+What a request does is counted as it happens, cheaply: `RequestMetrics` (pure ASGI middleware)
+counts and times each HTTP answer by route template, `observe_naming` each naming. What the
+app's parts count or hold (relayed events, failures, subscribers, the pool) is read when
+`/metrics` is scraped, so their hot paths carry nothing.
 
-With several worker processes (`serve --workers N`) every process writes its metrics to files
-in `PROMETHEUS_MULTIPROC_DIR` (prometheus_client's multiprocess mode, chosen by that variable
-when prometheus_client is imported) and a scrape, answered by any worker, merges them all: the
-parent sets the directory up with `multiprocess_directory` before the workers start, and each
-worker also writes what it holds every `SAMPLE_S`, for the scrapes another worker answers."""
+With `serve --workers N`, every process writes its metrics to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, chosen when it is imported) and a scrape, answered by any
+worker, merges them all: the parent sets the directory up (`multiprocess_directory`) before the
+workers start, and each worker writes what it holds every `SAMPLE_S` for the scrapes of others."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,7 +39,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.naming.names import Namer, Names
+from app.naming.names import Names
 
 if TYPE_CHECKING:
     from app.state import AppState
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PATH = "/metrics"
+PREFIX = "session_inbox_"
 # The variable prometheus_client reads, when imported, to write to files (multiprocess mode).
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # With several processes, how often each writes down what it holds (subscribers, the pool).
@@ -85,88 +85,68 @@ class Metrics:
     """The metrics of one app, in a registry of its own (tests make many apps in a process)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            "session_inbox_requests",
+        self.registry = registry = CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: Any) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, buckets=buckets, registry=registry)
+
+        # With several processes, a gauge is what each process holds, the live ones summed.
+        def gauge(name: str, doc: str, mode: Literal["livesum", "mostrecent"] = "livesum") -> Gauge:
+            return Gauge(PREFIX + name, doc, registry=registry, multiprocess_mode=mode)
+
+        self.requests = counter(
+            "requests",
             "HTTP requests answered, by route template, method and status.",
-            ["route", "method", "status"],
-            registry=r,
+            ("route", "method", "status"),
         )
-        self.request_seconds = Histogram(
-            "session_inbox_request_duration_seconds",
+        self.request_seconds = histogram(
+            "request_duration_seconds",
             "Time from a request's arrival to the last byte of its answer, by route template.",
-            ["route", "method"],
-            buckets=REQUEST_BUCKETS,
-            registry=r,
+            ("route", "method"),
+            REQUEST_BUCKETS,
         )
-        self.namings = Counter(
-            "session_inbox_namings",
+        self.namings = counter(
+            "namings",
             "Sessions named, by the configured namer and outcome: ok, or why the local names "
             "were used instead (timeout, gave_up, key_rejected, api_error, unusable_answer, "
             "unexpected).",
-            ["namer", "outcome"],
-            registry=r,
+            ("namer", "outcome"),
         )
-        self.naming_seconds = Histogram(
-            "session_inbox_naming_duration_seconds",
+        self.naming_seconds = histogram(
+            "naming_duration_seconds",
             "Time taken to name a session, fallback included, by the configured namer.",
-            ["namer"],
-            buckets=NAMING_BUCKETS,
-            registry=r,
+            ("namer",),
+            NAMING_BUCKETS,
         )
-        self.events_relayed = Counter(
-            "session_inbox_events_relayed",
-            "Events the outbox relay appended to the event log.",
-            registry=r,
+        self.events_relayed = counter(
+            "events_relayed", "Events the outbox relay appended to the event log."
         )
-        self.publish_failures = Counter(
-            "session_inbox_publish_failures",
+        self.publish_failures = counter(
+            "publish_failures",
             "Appends to the event log that failed (the log could not be reached).",
-            registry=r,
         )
-        self.relay_failures = Counter(
-            "session_inbox_relay_failures",
-            "Rounds of the outbox relay that failed on the database.",
-            registry=r,
+        self.relay_failures = counter(
+            "relay_failures", "Rounds of the outbox relay that failed on the database."
         )
-        # With several processes: the outbox is one table (the latest count wins); the rest
-        # is per process (the live ones are summed).
-        self.outbox_backlog = Gauge(
-            "session_inbox_outbox_backlog",
+        # One table for every process: the latest count wins.
+        self.outbox_backlog = gauge(
+            "outbox_backlog",
             "Events waiting in the outbox for the event log (NaN: the database did not answer).",
-            registry=r,
-            multiprocess_mode="mostrecent",
+            "mostrecent",
         )
-        self.subscribers = Gauge(
-            "session_inbox_subscribers",
-            "Open event subscriptions (GraphQL sessionEvents).",
-            registry=r,
-            multiprocess_mode="livesum",
+        self.subscribers = gauge("subscribers", "Open event subscriptions (GraphQL sessionEvents).")
+        self.streams_open = gauge("streams_open", "Unpaged session lists being streamed.")
+        self.db_pool_size = gauge(
+            "db_pool_size", "Connections in the PostgreSQL pool (0 on SQLite, which has none)."
         )
-        self.streams_open = Gauge(
-            "session_inbox_streams_open",
-            "Unpaged session lists being streamed.",
-            registry=r,
-            multiprocess_mode="livesum",
+        self.db_pool_in_use = gauge(
+            "db_pool_in_use", "Connections of the PostgreSQL pool lent out now."
         )
-        self.db_pool_size = Gauge(
-            "session_inbox_db_pool_size",
-            "Connections in the PostgreSQL pool (0 on SQLite, which has none).",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.db_pool_in_use = Gauge(
-            "session_inbox_db_pool_in_use",
-            "Connections of the PostgreSQL pool lent out now.",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.db_pool_max = Gauge(
-            "session_inbox_db_pool_max",
-            "The most connections the PostgreSQL pool may hold.",
-            registry=r,
-            multiprocess_mode="livesum",
+        self.db_pool_max = gauge(
+            "db_pool_max", "The most connections the PostgreSQL pool may hold."
         )
         self._relayed = _Follower(self.events_relayed)
         self._publish_failures = _Follower(self.publish_failures)
@@ -270,20 +250,6 @@ def metrics_route(metrics: Metrics) -> Route:
     return Route(PATH, endpoint, methods=["GET"])
 
 
-class MeasuredNamer:
-    """`namer`, each naming counted by outcome and timed in `metrics`."""
-
-    def __init__(self, namer: Namer, metrics: Metrics) -> None:
-        self.namer = namer
-        self.metrics = metrics
-
-    async def name(self, repo: str, target_branch: str, messages: Any) -> Names:
-        started = time.perf_counter()
-        names = await self.namer.name(repo, target_branch, messages)
-        self.metrics.observe_naming(names, time.perf_counter() - started)
-        return names
-
-
 class RequestMetrics:
     """ASGI middleware: every HTTP answer counted and timed by route template (`/sessions/{id}`,
     never the path itself), method and status; WebSockets pass through."""
@@ -320,21 +286,17 @@ class RequestMetrics:
 
 def _template(route: Any) -> str:
     """The path template of the route the router picked (`scope["route"]`), if it picked one."""
-    path = getattr(route, "path", None)
-    if path is None:
-        # A route that serves one path through routes of its own (GraphQL's HTTP and WebSocket).
-        path = getattr(getattr(route, "http", None), "path", None)
+    # A route that serves one path through routes of its own (GraphQL's HTTP and WebSocket).
+    path = getattr(route, "path", None) or getattr(getattr(route, "http", None), "path", None)
     return path if isinstance(path, str) else UNMATCHED
 
 
 @contextmanager
 def multiprocess_directory(workers: int) -> Iterator[Path | None]:
-    """For `session-inbox serve`, around the server's run, in the parent process: with more
-    than one worker (or PROMETHEUS_MULTIPROC_DIR set by the operator), a directory where every
-    worker writes its metrics, named in PROMETHEUS_MULTIPROC_DIR, which the workers inherit and
-    prometheus_client reads when they import it. An operator's directory is emptied of an
-    earlier run's files and kept; otherwise a temporary one is made and removed at the end.
-    Yields the directory, or None with one process and no directory set."""
+    """For `serve`, around the server's run in the parent: with several workers, or the
+    operator's PROMETHEUS_MULTIPROC_DIR, the directory named there (inherited by the workers),
+    where each writes its metrics. The operator's is emptied of an earlier run's files and
+    kept; otherwise a temporary one is made, and removed at the end. None with one process."""
     given = os.environ.get(MULTIPROC_DIR)
     if given:
         directory = Path(given)

@@ -6,6 +6,7 @@ the outbox, subscribers, the pool; and, with `--workers 2`, the sum of both proc
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from app.db import Database
 from app.events import Events
 from app.events.redis_log import RedisLog
 from app.main import create_app
-from app.metrics import metrics_of
+from app.metrics import MULTIPROC_DIR, metrics_of, multiprocess_directory
 from app.model import NewSession
 from app.naming import LocalNamer
 from app.service import SessionService
@@ -147,8 +148,7 @@ async def test_a_scrape_is_counted_by_the_next_one(client: httpx.AsyncClient) ->
 
 
 async def test_refusals_of_the_middleware_are_counted(settings: Settings, db: Database) -> None:
-    # A 401 is answered before the router: it is counted all the same, under the route the
-    # path would have taken.
+    # A 401 is answered before the router: it is counted all the same (as `unmatched`).
     settings = replace(settings, api_tokens=("s3cret-token",))
     events = idle_events(db)
     state = AppState(settings, db, events, SessionService(db, LocalNamer(), events))
@@ -161,14 +161,8 @@ async def test_refusals_of_the_middleware_are_counted(settings: Settings, db: Da
         )
 
     assert refused.status_code == 401
-    assert (
-        sum(
-            v
-            for (name, labels), v in samples.items()
-            if name == "session_inbox_requests_total" and ("status", "401") in labels
-        )
-        == 1
-    )
+    count = "session_inbox_requests_total"
+    assert value(samples, count, route="unmatched", method="GET", status="401") == 1
 
 
 # Naming
@@ -352,3 +346,46 @@ def parse_file(path: Path) -> Samples:
         _metric, name, labels, _help = orjson.loads(key)
         found[name, frozenset(labels.items())] = sample
     return found
+
+
+# What `serve` sets up for its workers
+
+
+def test_several_workers_get_a_fresh_directory_removed_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+
+    with multiprocess_directory(2) as directory:
+        assert directory is not None
+        assert os.environ[MULTIPROC_DIR] == str(directory)
+        assert directory.is_dir()
+        assert list(directory.iterdir()) == []
+
+    assert MULTIPROC_DIR not in os.environ
+    assert not directory.exists()
+
+
+def test_one_worker_needs_no_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MULTIPROC_DIR, raising=False)
+
+    with multiprocess_directory(1) as directory:
+        assert directory is None
+        assert MULTIPROC_DIR not in os.environ
+
+
+def test_the_operators_directory_is_emptied_of_an_earlier_run_and_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"an earlier run's counts")
+    (given / "README").write_text("not ours")
+    monkeypatch.setenv(MULTIPROC_DIR, str(given))
+
+    with multiprocess_directory(1) as directory:
+        assert directory == given
+        assert [path.name for path in given.iterdir()] == ["README"]
+
+    assert os.environ[MULTIPROC_DIR] == str(given)
+    assert given.is_dir()
