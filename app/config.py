@@ -55,7 +55,7 @@ class Settings:
     # Fields in one GraphQL selection set and in the whole document, fragments counted where
     # they are spread.
     max_selection_fields: int = 100
-    max_fields: int = 1000
+    max_fields: int = 500
     # The request line and headers of one HTTP request, in bytes, and how many headers it has.
     max_header_bytes: int = 32_768
     max_headers: int = 100

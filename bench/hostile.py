@@ -117,6 +117,8 @@ async def run_all(base_url: str, pid: int, requests: int) -> list[Run]:
         return [
             await measure(http, pid, "(a) quadratic, fresh UUID", lambda _n: quadratic(), requests),
             await measure(http, pid, "(b) distinct ~1 MB documents", padded, requests),
+            # Again: whether the memory the first run took is kept for reuse or keeps growing.
+            await measure(http, pid, "(b) again, other documents", padded, requests),
             await measure(
                 http,
                 pid,
