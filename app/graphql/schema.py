@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import strawberry
 from graphql import DocumentNode, GraphQLError, GraphQLSchema
@@ -37,6 +38,17 @@ STRAWBERRY_RULES: Rules = (MaybeNullValidationRule, OneOfInputValidationRule)
 
 
 class InboxSchema(strawberry.Schema):
+    # Whether execution's messages (a variable's value coerced) leave out "Did you mean …?"
+    # suggestions, as validation's do with `validator`; set when introspection is off.
+    hide_suggestions = False
+
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
+        # Strawberry passes these to graphql-core's `execute` (queries and mutations).
+        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
+        return kwargs | {"hide_suggestions": self.hide_suggestions}
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -104,7 +116,7 @@ def build_schema(
         FreshLoaders,
         MaskUnexpectedErrors,
     ]
-    return InboxSchema(
+    schema = InboxSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -112,3 +124,5 @@ def build_schema(
         config=StrawberryConfig(scalar_map=SCALARS),
         execution_context_class=InboxExecutionContext,
     )
+    schema.hide_suggestions = not settings.introspection
+    return schema

@@ -278,3 +278,29 @@ async def test_suggestions_are_given_when_introspection_is_on(
 ) -> None:
     found = await messages(schema, query)
     assert [text for text in found if text.startswith(message) and "Did you mean" in text]
+
+
+VARIABLES = [
+    pytest.param(
+        "query ($s: [InboxStatus!]) { sessions(filter: {inboxStatus: $s}) { totalCount } }",
+        {"s": ["ACTIV"]},
+        id="enum value",
+    ),
+    pytest.param(
+        "query ($f: SessionFilter) { sessions(filter: $f) { totalCount } }",
+        {"f": {"inboxStatuss": ["ACTIVE"]}},
+        id="input field",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), VARIABLES)
+@pytest.mark.parametrize("introspection", [False, True])
+async def test_variables_get_suggestions_only_when_introspection_is_on(
+    query: str, variables: dict[str, Any], introspection: bool
+) -> None:
+    schema = build_schema(Settings(introspection=introspection))
+    result = await schema.execute(query, variable_values=variables)
+    [message] = [error.message for error in result.errors or []]
+    assert message.startswith("Variable '$")
+    assert ("Did you mean" in message) is introspection
