@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
+from app.graphql.media_types import response_media_type
 from app.jwt_auth import JwtVerifier
 from app.rest.errors import Code, error_response
 
@@ -37,7 +38,6 @@ OPEN_PREFIXES = ("/docs/", "/swagger-ui/")
 # The GraphQL code of a request refused for want of credentials (the REST body says UNAUTHORIZED,
 # as the contract's error table has it).
 GRAPHQL_CODE = "UNAUTHENTICATED"
-GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 
 
 class Verifier(Protocol):
@@ -140,10 +140,7 @@ def unauthorized(scope: Scope, outcome: Outcome) -> Response:
     )
     if scope["path"] == GRAPHQL_PATH:
         body = {"errors": [{"message": message, "extensions": {"code": GRAPHQL_CODE}}]}
-        accept = Headers(scope=scope).get("accept", "")
-        media_type = (
-            GRAPHQL_RESPONSE_TYPE if GRAPHQL_RESPONSE_TYPE in accept else "application/json"
-        )
+        media_type = response_media_type(Headers(scope=scope).get("accept"))
         return Response(orjson.dumps(body), 401, headers, media_type=media_type)
     return error_response(401, "Unauthorized", message, Code.UNAUTHORIZED, headers)
 

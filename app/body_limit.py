@@ -14,10 +14,10 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.graphql.media_types import response_media_type
 from app.rest.errors import Code, error_response
 
 GRAPHQL_PATH = "/graphql"
-_GRAPHQL_RESPONSE_TYPE = "application/graphql-response+json"
 
 
 class BodyTooLarge(Exception):
@@ -37,8 +37,7 @@ def too_large(scope: Scope, max_bytes: int) -> Response:
     code = Code.PAYLOAD_TOO_LARGE
     if scope["path"] != GRAPHQL_PATH:
         return error_response(413, "Payload Too Large", msg, code, headers)
-    accept = Headers(scope=scope).get("accept", "")
-    media_type = _GRAPHQL_RESPONSE_TYPE if _GRAPHQL_RESPONSE_TYPE in accept else "application/json"
+    media_type = response_media_type(Headers(scope=scope).get("accept"))
     body = orjson.dumps({"errors": [{"message": msg, "extensions": {"code": code.value}}]})
     return Response(body, 413, headers, media_type=media_type)
 

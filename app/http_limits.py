@@ -31,9 +31,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.rest.errors import Code
+
 # The REST error code of a refused head. The REST layer's `Code` has no member for it, as the
 # app never sees such a request; the body has the same shape as `app.rest.errors`'.
-REQUEST_HEADERS_TOO_LARGE = "REQUEST_HEADERS_TOO_LARGE"
 _TITLE = "Request Header Fields Too Large"
 # Seconds a client has to send a request's head. Generous for a person on a slow network (a head
 # is a few hundred bytes), short enough that idle or trickling connections do not pile up.
@@ -65,7 +66,9 @@ class _Refused(Exception):
 
 def refusal(message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
     """The whole 431 answer: status line, headers, REST error body."""
-    body = orjson.dumps({"err": _TITLE, "msg": message, "code": REQUEST_HEADERS_TOO_LARGE})
+    body = orjson.dumps(
+        {"err": _TITLE, "msg": message, "code": Code.REQUEST_HEADERS_TOO_LARGE.value}
+    )
     lines = [STATUS_LINE[431]]
     lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
     lines += [

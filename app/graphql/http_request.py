@@ -5,20 +5,23 @@ specification says; whatever is not one JSON object of well-typed parameters is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-import orjson
 from strawberry.http import GraphQLRequestData
 
 from app.graphql.http_errors import UNSUPPORTED_MEDIA_TYPE, RequestError
+from app.graphql.scalars import decode_json
 
 JSON = "application/json"
 
 
 def _json(what: str, data: str | bytes) -> object:
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
+        # Integers exactly, and a number no float holds as written kept for the JSON scalar to
+        # refuse: orjson would round it before any scalar saw it.
+        return decode_json(data)
+    except json.JSONDecodeError as error:
         raise RequestError(400, f"{what} is not JSON: {error}") from error
 
 

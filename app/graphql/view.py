@@ -42,6 +42,7 @@ from app.graphql.http_errors import (
 from app.graphql.http_request import body_parameters, query_parameters
 from app.graphql.media_types import response_media_type
 from app.graphql.operation_name import RequireOperationName
+from app.graphql.scalars import decode_json
 from app.graphql.schema import build_schema
 from app.state import AppState
 
@@ -90,7 +91,9 @@ class GraphQLView(GraphQL[Context, None]):
         return await super().on_ws_connect(context)
 
     def decode_json(self, data: str | bytes) -> object:
-        return orjson.loads(data)
+        # Integers exactly, and a number no float holds as written kept for the JSON scalar
+        # to refuse (orjson would round it before any scalar saw it).
+        return decode_json(data)
 
     def encode_json(self, data: object) -> str:
         return orjson.dumps(data).decode()

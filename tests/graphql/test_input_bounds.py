@@ -267,11 +267,6 @@ async def test_a_variable_no_document_holds_is_bad_user_input(
     assert await stored(service) == 0
 
 
-@pytest.mark.xfail(
-    reason="needs app/graphql/view.py to read requests with app.graphql.scalars.decode_json "
-    "(orjson rounds 2**64 to a float before any scalar sees it)",
-    strict=True,
-)
 async def test_a_variable_number_over_http_is_bad_user_input(
     client: httpx.AsyncClient, service: SessionService
 ) -> None:
