@@ -90,11 +90,15 @@ class AccessLog:
         echoed = (HEADER_KEY, request_id.begin(_given(scope)).encode("ascii"))
         status = 0
         close_code: int | None = None
+        # Whether the server lets the app answer the handshake with an HTTP response (ASGI's
+        # "websocket.http.response" extension; uvicorn's does).
+        refusable = "websocket.http.response" in (scope.get("extensions") or {})
 
         async def receive_watched() -> Message:
             nonlocal close_code
             message = await receive()
-            if message["type"] == "websocket.disconnect" and close_code is None:
+            # The client's close code, if it closed first (a refused handshake has none).
+            if message["type"] == "websocket.disconnect" and close_code is None and status == 101:
                 close_code = message.get("code", 1005)
             return message
 
@@ -108,9 +112,21 @@ class AccessLog:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), echoed]
             elif kind == "websocket.close":
-                # Closed before it was accepted: the server refuses the handshake with 403.
+                if not status and refusable:
+                    # Closed before it was accepted: the server would refuse the handshake with
+                    # a 403 of its own, without the id. This is that 403, with the id.
+                    status = 403
+                    await send(
+                        {
+                            "type": "websocket.http.response.start",
+                            "status": 403,
+                            "headers": [echoed],
+                        }
+                    )
+                    await send({"type": "websocket.http.response.body", "body": b""})
+                    return
                 status = status or 403
-                if close_code is None:
+                if close_code is None and status == 101:
                     close_code = message.get("code", 1000)
             await send(message)
 

@@ -5,8 +5,8 @@ while serving it can name it (`app.logs`) without being handed it. `app.access_l
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 HEADER = "X-Request-ID"
@@ -24,8 +24,9 @@ _current: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def new() -> str:
-    """A fresh id: 32 hex digits (a random UUID, as nginx's `$request_id` is)."""
-    return uuid.uuid4().hex
+    """A fresh id: 32 random hex digits, as nginx's `$request_id` (a UUID's worth of randomness,
+    without building one)."""
+    return os.urandom(16).hex()
 
 
 def accept(given: bytes | None) -> str:

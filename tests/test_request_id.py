@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from app import request_id
 from app.access_log import AccessLog
@@ -258,6 +260,28 @@ async def test_a_websocket_handshake_carries_the_id_and_its_close_is_logged(
     line = only_line(access)
     assert (line.method, line.route, line.status) == ("WEBSOCKET", "/graphql", 101)
     assert (line.request_id, line.close_code) == ("socket-1", 1000)
+
+
+async def test_a_refused_websocket_handshake_carries_the_id(
+    settings: Settings, access: Lines
+) -> None:
+    allowed = replace(settings, cors_origins=("https://inbox.example",))
+    app = wired(create_app(allowed))
+    async with serve_on_loopback(app, lifespan="on", log_config=None) as base:
+        url = base.replace("http://", "ws://", 1) + "/graphql"
+        async with asyncio.timeout(DEADLINE_S):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(
+                    url,
+                    subprotocols=[TRANSPORT_WS],
+                    origin=Origin("https://elsewhere.example"),
+                    additional_headers={"X-Request-ID": "refused-ws"},
+                )
+            await wait_for_lines(access, 1)
+    assert refused.value.response.status_code == 403
+    assert refused.value.response.headers["X-Request-ID"] == "refused-ws"
+    line = only_line(access)
+    assert (line.method, line.status, line.close_code) == ("WEBSOCKET", 403, None)
 
 
 @pytest.mark.parametrize("path", ["/sessions", "/graphql"])
