@@ -74,9 +74,10 @@ class AccessLog:
         except ClientDisconnect:
             # Raised by reading a body the client stopped sending: nobody is left to answer.
             gone = True
-        except Exception:
-            # Answered 500 further out (Starlette's ServerErrorMiddleware), then logged with its
-            # traceback by the server: after this line, which names the same request id.
+        except BaseException:
+            # Answered 500 further out (Starlette's ServerErrorMiddleware, or the server for a
+            # cancelled request), then logged with its traceback by the server: after this line,
+            # and naming the same request id.
             status = status or 500
             raise
         finally:
@@ -132,7 +133,7 @@ class AccessLog:
 
         try:
             await self.app(scope, receive_watched, send_with_id)
-        except Exception:
+        except BaseException:
             status = status or 500
             raise
         finally:
