@@ -327,12 +327,18 @@ async def test_two_workers_add_up_in_one_scrape(
             value(parse_file(path), "session_inbox_requests_total", **HEALTHZ)
             for path in metrics_dir.glob("counter_*.db")
         ]
+        live_while_running = len(list(metrics_dir.glob("gauge_livesum_*.db")))
+    live_after_stop = len(list(metrics_dir.glob("gauge_livesum_*.db")))
 
     # Each worker answered some; every scrape, whichever worker answers it, adds them up.
     assert len(by_process) == 2
     assert all(count > 0 for count in by_process), by_process
     assert sum(by_process) == requests
     assert [value(s, "session_inbox_requests_total", **HEALTHZ) for s in scrapes] == [requests] * 4
+    # What each holds is summed over the live processes (a pool of 10 each), and a process
+    # that stops takes its share away.
+    assert [value(s, "session_inbox_db_pool_max") for s in scrapes] == [20] * 4
+    assert (live_while_running, live_after_stop) == (2, 0)
 
 
 HEALTHZ = {"route": "/healthz", "method": "GET", "status": "200"}
