@@ -225,3 +225,102 @@ async def test_migrations_wait_for_another_process_longer_than_the_statement_tim
     finally:
         await holder.close()
     assert report.applied == MIGRATION_IDS
+
+
+# The migration that rebuilds SQLite's session table with its JSON documents declared TEXT.
+TEXT_DOCUMENTS = "2026-12-02T05:30:00:000000"
+
+
+async def _sqlite_schema(db: Database) -> dict[str, str]:
+    rows = await db.fetch(
+        "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'session' AND sql IS NOT NULL"
+    )
+    return {row["name"]: row["sql"] for row in rows}
+
+
+async def test_sqlite_json_documents_become_text_and_the_table_keeps_all_else(
+    tmp_sqlite_url: str,
+) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=tmp_sqlite_url)
+    engine = make_engine(settings)
+    bind_engine(engine)
+    previous = MIGRATION_IDS[MIGRATION_IDS.index(TEXT_DOCUMENTS) - 1]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert (await run_forwards(APP_NAME, migration_id=previous)).success
+    db = Database(engine)
+    root = await _insert(db, messages='[{"role": "user"}]', sbx_config='{"image": "py"}')
+    child = await _insert(db, parent=root, messages="1.2345678901234567", sbx_config="7")
+    grandchild = await _insert(db, parent=child, idempotency_key="k")
+    # What the bug did: a bare number became a REAL, its digits already lost.
+    stored = await db.fetchrow("SELECT typeof(messages) AS type FROM session WHERE id = {}", child)
+    assert stored == {"type": "real"}
+    rows = await db.fetch("SELECT * FROM session ORDER BY id")
+    events = await db.fetch("SELECT * FROM session_outbox ORDER BY id")
+    schema = await _sqlite_schema(db)
+
+    report = await migrate(make_engine(settings))
+
+    assert TEXT_DOCUMENTS in report.applied
+    # Every row and event as it was; the lost digits stay lost, now as text.
+    assert await db.fetch("SELECT * FROM session ORDER BY id") == rows
+    assert await db.fetch("SELECT * FROM session_outbox ORDER BY id") == events
+    kept = await db.fetchrow(
+        "SELECT CAST(messages AS TEXT) AS messages, typeof(messages) AS type, "
+        "typeof(sbx_config) AS sbx_type FROM session WHERE id = {}",
+        child,
+    )
+    assert kept == {"messages": "1.23456789012346", "type": "text", "sbx_type": "text"}
+    # The same indexes and triggers, to the letter; the table differs in the two declared types.
+    after = await _sqlite_schema(db)
+    old_table, new_table = schema.pop("session"), after.pop("session")
+    assert after == schema
+    assert new_table == old_table.replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE").replace(
+        '"messages" JSONB', '"messages" TEXT'
+    ).replace('"sbx_config" JSONB', '"sbx_config" TEXT')
+    assert await db.fetch("PRAGMA foreign_key_check") == []
+
+    # A bare number is now kept as the text it was written as, in the row and in its event.
+    exact = await _insert(db, messages="1.2345678901234567")
+    row = await db.fetchrow(
+        "SELECT messages, typeof(messages) AS type FROM session WHERE id = {}", exact
+    )
+    assert row == {"messages": "1.2345678901234567", "type": "text"}
+    event = await db.fetchrow(
+        "SELECT kind, data FROM session_outbox WHERE session_id = {} ORDER BY id DESC", exact
+    )
+    assert event is not None
+    assert event["kind"] == "CREATED"
+    assert '"messages":1.2345678901234567' in event["data"]
+    # The rules still hold: a bad status, a duplicate branch and a missing parent are refused.
+    with pytest.raises(IntegrityError):
+        await _insert(db, inbox_status="done")
+    with pytest.raises(IntegrityError):
+        await _insert(db, idempotency_key="k")
+    with pytest.raises(IntegrityError):
+        await _insert(db, parent=uuid.uuid4())
+    # The parents survived the rebuild, and deleting one still sets its child's parent null.
+    parents = await db.fetch(
+        "SELECT id, parent FROM session WHERE id IN ({}, {})", child, grandchild
+    )
+    assert {row["id"]: row["parent"] for row in parents} == {child: root, grandchild: child}
+    await db.execute("DELETE FROM session WHERE id = {}", child)
+    orphan = await db.fetchrow("SELECT parent FROM session WHERE id = {}", grandchild)
+    assert orphan == {"parent": None}
+    deleted = await db.fetchrow(
+        "SELECT kind FROM session_outbox WHERE session_id = {} ORDER BY id DESC", child
+    )
+    assert deleted == {"kind": "DELETED"}
+
+
+async def test_postgres_keeps_its_json_documents_as_jsonb(empty_postgres: str) -> None:
+    settings = replace(load_settings(environ={}, env_file=None), database_url=empty_postgres)
+    engine = make_engine(settings)
+    await migrate(engine)
+    rows = await Database(engine).fetch(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'session' AND column_name IN ('messages', 'sbx_config')"
+    )
+    assert {row["column_name"]: row["data_type"] for row in rows} == {
+        "messages": "jsonb",
+        "sbx_config": "jsonb",
+    }
