@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import httpx
 
 from bench import seed
-from bench.server import MB, rss, serve
+from bench.server import MB, cpu_seconds, rss, serve
 
 CHAIN = 1000
 BODY_LIMIT = 1_048_576
@@ -39,6 +39,8 @@ class Run:
     answer: str
     p50_ms: float
     max_ms: float
+    # The server's CPU per request: what the timings would be on an idle machine.
+    cpu_ms: float
     rss_before_mb: float
     rss_after_mb: float
 
@@ -89,6 +91,7 @@ async def measure(
     variables: dict[str, str] | None = None,
 ) -> Run:
     before = rss(pid)
+    cpu_before = cpu_seconds(pid)
     times: list[float] = []
     answers: set[str] = set()
     for n in range(requests):
@@ -99,12 +102,14 @@ async def measure(
         assert response.status_code < 500, response.text[:500]
         answers.add(_summary(response.json().get("errors")))
     after = rss(pid)
+    cpu = (cpu_seconds(pid) - cpu_before) * 1000 / requests
     times.sort()
     return Run(
         name,
         ", ".join(sorted(answers)),
         round(times[len(times) // 2], 1),
         round(times[-1], 1),
+        round(cpu, 1),
         round(before / MB, 1),
         round(after / MB, 1),
     )
@@ -138,9 +143,18 @@ async def run_all(base_url: str, pid: int, requests: int) -> list[Run]:
 
 
 def print_runs(runs: list[Run], *, markdown: bool) -> None:
-    header = ("document", "answer", "p50 ms", "max ms", "RSS before MB", "RSS after MB")
+    header = (
+        "document",
+        "answer",
+        "p50 ms",
+        "max ms",
+        "server CPU ms",
+        "RSS before MB",
+        "RSS after MB",
+    )
     rows: list[tuple[object, ...]] = [
-        (r.name, r.answer, r.p50_ms, r.max_ms, r.rss_before_mb, r.rss_after_mb) for r in runs
+        (r.name, r.answer, r.p50_ms, r.max_ms, r.cpu_ms, r.rss_before_mb, r.rss_after_mb)
+        for r in runs
     ]
     if markdown:
         print("| " + " | ".join(header) + " |")
