@@ -6,6 +6,7 @@ the outbox, subscribers, the pool; and, with `--workers 2`, the sum of both proc
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from tests.fake_anthropic import FakeAnthropic, FakeResponse
 from tests.ports import free_port
 from tests.redis_server import RedisServer
 from tests.servers import Servers
+from tests.test_health import postgres_at
 from tests.watching import watching
 
 DEADLINE_S = 10.0
@@ -255,6 +257,20 @@ async def test_appends_to_an_unreachable_event_log_are_counted(
 
     assert value(samples, "session_inbox_events_relayed_total") == 0
     assert value(samples, "session_inbox_outbox_backlog") == 1
+
+
+async def test_a_scrape_answers_when_the_database_does_not() -> None:
+    settings = Settings(run_migrations=False)
+    dead = postgres_at(f"postgres://root@127.0.0.1:{free_port()}/postgres")
+    events = idle_events(dead)
+    state = AppState(settings, dead, events, SessionService(dead, LocalNamer(), events))
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=with_state(app, {"inbox": state}))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        samples = await scrape(http)
+
+    # Unknown, rather than a count that is no longer true.
+    assert math.isnan(value(samples, "session_inbox_outbox_backlog"))
 
 
 # The pool and streams
