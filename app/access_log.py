@@ -155,8 +155,7 @@ def _route(scope: Scope) -> str:
     """The template of the route the router picked (`scope["route"]`), else the path as sent
     (still percent-encoded: a path cannot break the line)."""
     route = scope.get("route")
-    # GraphQL's route serves one path through an HTTP route and a WebSocket route of its own.
-    path = getattr(route, "path", None) or getattr(getattr(route, "http", None), "path", None)
+    path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
     raw: bytes | None = scope.get("raw_path")

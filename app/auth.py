@@ -31,9 +31,12 @@ from app.rest.errors import Code, error_response
 log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
-# Paths anyone may GET: probes, and pages a browser loads without the header (the OpenAPI
-# document too: Swagger UI fetches it before anyone can type a token, and it holds no data).
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/", "/swagger-ui"})
+# Paths anyone may GET: probes and metrics (a scraper rarely carries the app's tokens; they hold
+# counts, no session data: keep them off the public network), and pages a browser loads without
+# the header (the OpenAPI document too: Swagger UI fetches it before anyone can type a token).
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/", "/swagger-ui"}
+)
 OPEN_PREFIXES = ("/docs/", "/swagger-ui/")
 # The GraphQL code of a request refused for want of credentials (the REST body says UNAUTHORIZED,
 # as the contract's error table has it).

@@ -15,6 +15,7 @@ SCHEMA_FILE = Path("schema.graphql")
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    from app.metrics import multiprocess_directory
     from app.server import run, server_config
 
     # Events reach every process's subscribers through Redis only; and SQLite's outbox relay
@@ -34,7 +35,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         reload=args.reload,
         log_config=logging_config(settings),
     )
-    run(config)
+    # Around the whole run, in this parent: the workers inherit PROMETHEUS_MULTIPROC_DIR, where
+    # each writes its metrics for any one of them to add up.
+    with multiprocess_directory(args.workers):
+        run(config)
 
 
 def _migrate(settings: Settings) -> None:

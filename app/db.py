@@ -66,6 +66,8 @@ class Database:
         # Streams read on connections of their own, so a client that stops reading can never
         # take the pool away from other requests; this bounds how many there are at once.
         self._streams = asyncio.Semaphore(max_streams)
+        # Streams holding a slot now (for /metrics).
+        self.streams_open = 0
 
     async def open(self) -> None:
         if isinstance(self.engine, PostgresEngine):
@@ -154,6 +156,7 @@ class Database:
             await asyncio.wait_for(self._streams.acquire(), STREAM_SLOT_WAIT_S)
         except TimeoutError:
             raise DatabaseBusy("too many sessions are being listed at once") from None
+        self.streams_open += 1
         try:
             # Each layer closes the one inside it when it is closed (a client that hangs up), so
             # the cursor ends before its connection closes and the slot is free at once.
@@ -164,6 +167,7 @@ class Database:
                 async for row in rows:
                     yield row
         finally:
+            self.streams_open -= 1
             self._streams.release()
 
     def streams_busy(self) -> bool:

@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app import health, rest
+from app.access_log import AccessLog
 from app.auth import Authenticator, RequireBearer
 from app.body_limit import BodyLimit
 from app.config import Settings, load_settings
@@ -68,8 +69,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             metrics_route(metrics),
         ],
         middleware=[
-            # Outermost, so that every answer is counted and timed, the ones of the middleware
-            # below (a preflight, a 401, a 413) included.
+            # Outermost: every answer (a preflight, a 401, a 413) carries X-Request-ID and gets
+            # an access line.
+            Middleware(AccessLog),
+            # Then every answer is counted and timed, the middleware's below included.
             Middleware(RequestMetrics, metrics=metrics),
             Middleware(
                 CORSMiddleware,
@@ -94,4 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    # No redirect built from the client's Host header: a path with a stray slash is not found
+    # (the REST paths that clients of the earlier service reach with one answer their own 307).
+    app.router.redirect_slashes = False
     return app

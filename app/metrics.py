@@ -34,11 +34,12 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.access_log import CLIENT_GONE
 from app.naming.names import Names
 
 if TYPE_CHECKING:
@@ -170,15 +171,6 @@ class Metrics:
         self.namings.labels(namer, names.fallback or "ok").inc()
         self.naming_seconds.labels(namer).observe(seconds)
 
-    @contextmanager
-    def stream_open(self) -> Iterator[None]:
-        """Counts an unpaged list as open for as long as the block lasts."""
-        self.streams_open.inc()
-        try:
-            yield
-        finally:
-            self.streams_open.dec()
-
     def sample(self, state: AppState) -> None:
         """Writes down what the app's parts count and hold now."""
         relay = state.events.relay
@@ -186,6 +178,7 @@ class Metrics:
         self._publish_failures.follow(relay.publish_failures)
         self._relay_failures.follow(relay.database_failures)
         self.subscribers.set(len(state.events.fanout))
+        self.streams_open.set(state.db.streams_open)
         size, in_use = state.db.pool_usage()
         self.db_pool_size.set(size)
         self.db_pool_in_use.set(in_use)
@@ -274,6 +267,10 @@ class RequestMetrics:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_seen)
+        except ClientDisconnect:
+            # Gone before its answer: counted as AccessLog writes it down.
+            status = CLIENT_GONE if status == 500 else status
+            raise
         finally:
             method = scope["method"]
             self.metrics.observe_request(
@@ -286,8 +283,7 @@ class RequestMetrics:
 
 def _template(route: Any) -> str:
     """The path template of the route the router picked (`scope["route"]`), if it picked one."""
-    # A route that serves one path through routes of its own (GraphQL's HTTP and WebSocket).
-    path = getattr(route, "path", None) or getattr(getattr(route, "http", None), "path", None)
+    path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED
 
 

@@ -67,7 +67,7 @@ async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 async def served(app: Any) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free loopback port: `http://127.0.0.1:<port>`."""
     # A bounded shutdown: a test that fails may leave a request waiting for its body.
-    config = {"lifespan": "off", "log_config": None, "timeout_graceful_shutdown": 2}
+    config: dict[str, Any] = {"lifespan": "off", "log_config": None, "timeout_graceful_shutdown": 2}
     async with serve_on_loopback(app, **config) as base:
         yield base
 

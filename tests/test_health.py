@@ -276,7 +276,7 @@ async def test_readyz_follows_redis_stopping_and_starting(
     assert up.json() == ready.json()
 
 
-async def test_the_probes_are_open_when_tokens_are_required(
+async def test_the_probes_and_metrics_are_open_when_tokens_are_required(
     settings: Settings, db: Database
 ) -> None:
     settings = replace(settings, api_tokens=("s3cret-token",))
@@ -284,7 +284,8 @@ async def test_the_probes_are_open_when_tokens_are_required(
     async with app_client(state_over(settings, db)) as http:
         health = await http.get("/healthz")
         ready = await http.get("/readyz")
+        metrics = await http.get("/metrics")
         sessions = await http.get("/sessions")
 
-    assert (health.status_code, ready.status_code) == (200, 200)
+    assert (health.status_code, ready.status_code, metrics.status_code) == (200, 200, 200)
     assert sessions.status_code == 401

@@ -19,14 +19,13 @@ import orjson
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.requests import Request
 
 from app.config import Settings, load_settings
 from app.db import Database
 from app.events import Events
 from app.events.redis_log import RedisLog
 from app.main import create_app
-from app.metrics import MULTIPROC_DIR, metrics_of, multiprocess_directory
+from app.metrics import MULTIPROC_DIR, multiprocess_directory
 from app.model import NewSession
 from app.naming import LocalNamer
 from app.service import SessionService
@@ -295,16 +294,14 @@ async def test_the_pool_is_measured(
 
 
 async def test_streams_open_counts_while_a_stream_is_open(
-    settings: Settings, app_state: AppState
+    client: httpx.AsyncClient, app_state: AppState
 ) -> None:
-    app = create_app(settings)
-    # What the REST list holds around its stream: the app's metrics, found from a request.
-    metrics = metrics_of(Request({"type": "http", "app": app}))
-    transport = httpx.ASGITransport(app=with_state(app, {"inbox": app_state}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        with metrics.stream_open():
-            during = await scrape(http)
-        after = await scrape(http)
+    # A stream, as the REST unpaged list reads one, holding its slot until it is closed.
+    rows = app_state.db.stream("SELECT 1 AS one")
+    await anext(rows)
+    during = await scrape(client)
+    await rows.aclose()
+    after = await scrape(client)
 
     assert value(during, "session_inbox_streams_open") == 1
     assert value(after, "session_inbox_streams_open") == 0

@@ -40,16 +40,8 @@ ACCESS = "session_inbox.access"
 TOKEN = "s3cret-Token-1"
 
 
-def wired(app: Starlette) -> Starlette:
-    """`app` with `AccessLog` outermost among its middleware, as `create_app` wires it (added
-    here until it does; Starlette builds the stack on the first request)."""
-    if not any(getattr(m, "cls", None) is AccessLog for m in app.user_middleware):
-        app.user_middleware.insert(0, Middleware(AccessLog))
-    return app
-
-
 def client_for(settings: Settings, state: AppState) -> httpx.AsyncClient:
-    app = with_state(wired(create_app(settings)), {"inbox": state})
+    app = with_state(create_app(settings), {"inbox": state})
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
@@ -241,10 +233,28 @@ async def test_an_unexpected_error_is_logged_as_500_and_its_answer_can_carry_the
     assert (line.route, line.status, line.request_id) == ("/broken", 500, "bug-1")
 
 
+async def test_the_apps_own_500_carries_the_id(
+    settings: Settings, app_state: AppState, access: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app_state.service, "get", broken)
+    app = with_state(create_app(settings), {"inbox": app_state})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get(f"/sessions/{uuid.uuid4()}", headers={"X-Request-ID": "bug-2"})
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "INTERNAL_SERVER_ERROR"
+    assert response.headers["X-Request-ID"] == "bug-2"
+    assert only_line(access).status == 500
+
+
 async def test_a_websocket_handshake_carries_the_id_and_its_close_is_logged(
     settings: Settings, access: Lines
 ) -> None:
-    app = wired(create_app(settings))
+    app = create_app(settings)
     async with serve_on_loopback(app, lifespan="on", log_config=None) as base:
         url = base.replace("http://", "ws://", 1) + "/graphql"
         async with asyncio.timeout(DEADLINE_S):
@@ -266,7 +276,7 @@ async def test_a_refused_websocket_handshake_carries_the_id(
     settings: Settings, access: Lines
 ) -> None:
     allowed = replace(settings, cors_origins=("https://inbox.example",))
-    app = wired(create_app(allowed))
+    app = create_app(allowed)
     async with serve_on_loopback(app, lifespan="on", log_config=None) as base:
         url = base.replace("http://", "ws://", 1) + "/graphql"
         async with asyncio.timeout(DEADLINE_S):
@@ -291,7 +301,7 @@ async def test_a_client_that_hangs_up_mid_body_is_info_not_an_error(
     caplog: pytest.LogCaptureFixture,
     path: str,
 ) -> None:
-    app = wired(create_app(settings))
+    app = create_app(settings)
     async with serve_on_loopback(app, lifespan="on", log_config=None) as base:
         port = int(base.rsplit(":", 1)[1])
         _reader, writer = await asyncio.open_connection("127.0.0.1", port)

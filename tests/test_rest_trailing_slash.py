@@ -68,3 +68,14 @@ async def test_a_path_that_is_not_ours_stays_not_found(
 
     assert response.status_code == 404
     assert response.json()["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("path", ["/graphql/", "/healthz/", "/metrics/", "/nowhere/"])
+async def test_other_paths_with_a_trailing_slash_are_not_found_never_redirected(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path, headers=HOSTILE)
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert_no_host_echo(response)

@@ -53,6 +53,8 @@ from app.service import MAX_ANCESTRY
 QUERY_COST_LIMIT = 25_000
 ANCESTORS = MAX_ANCESTRY
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+# Characters of the longest Int literal (-2147483648).
+MAX_INT_LITERAL_LENGTH = 11
 
 # Lists of a known typical length, by field coordinate; connections' lists take their page.
 LIST_SIZES = {"Session.ancestors": ANCESTORS}
@@ -176,6 +178,10 @@ def _page_size(value: ValueNode) -> int:
     if isinstance(value, VariableNode):
         return MAX_PAGE
     if isinstance(value, IntValueNode):
-        # Outside 0..100 the resolver refuses the argument; the estimate need not.
+        # Outside 0..100 the resolver refuses the argument; the estimate need not. Longer than
+        # any Int, the literal is refused by IntLiteralRule (and `int()` would refuse a text of
+        # over 4,300 digits with a ValueError).
+        if len(value.value) > MAX_INT_LITERAL_LENGTH:
+            return MAX_PAGE
         return min(max(int(value.value), 0), MAX_PAGE)
     return DEFAULT_PAGE  # null, or a value of another type, which another rule reports

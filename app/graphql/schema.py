@@ -20,8 +20,15 @@ from app.graphql.context import FreshLoaders
 from app.graphql.cost import QUERY_TOO_COMPLEX, QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
 from app.graphql.execution import InboxExecutionContext
-from app.graphql.limits import alias_rule, depth_rule, field_rule, validate_within_limits
+from app.graphql.limits import (
+    IntLiteralRule,
+    alias_rule,
+    depth_rule,
+    field_rule,
+    validate_within_limits,
+)
 from app.graphql.mutations import Mutation
+from app.graphql.operation_name import RequireOperationName
 from app.graphql.queries import Query
 from app.graphql.scalars import SCALARS
 from app.graphql.subscriptions import Subscription
@@ -81,6 +88,7 @@ def validator(settings: Settings) -> Validate:
         field_rule(settings.max_selection_fields, settings.max_fields),
         depth_rule(settings.max_query_depth),
         alias_rule(settings.max_aliases),
+        IntLiteralRule,
         QueryCostRule,
     )
 
@@ -113,6 +121,8 @@ def build_schema(
         extensions.append(DisableIntrospection)
     extensions += [
         partial(CachedDocuments, document_cache, validator(settings)),
+        # After the extensions that validate: its error replaces theirs.
+        RequireOperationName,
         FreshLoaders,
         MaskUnexpectedErrors,
     ]

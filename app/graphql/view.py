@@ -41,7 +41,6 @@ from app.graphql.http_errors import (
 )
 from app.graphql.http_request import body_parameters, query_parameters
 from app.graphql.media_types import response_media_type
-from app.graphql.operation_name import RequireOperationName
 from app.graphql.scalars import decode_json
 from app.graphql.schema import build_schema
 from app.state import AppState
@@ -182,6 +181,8 @@ class HTTPAndWebSocketRoute(BaseRoute):
     match the path without a trailing slash: this is the first two, picked by the scope's type."""
 
     def __init__(self, path: str, app: ASGIApp, *, methods: list[str]) -> None:
+        # The template access lines and metrics name the route by, as Starlette's routes have.
+        self.path = path
         self.http = Route(path, app, methods=methods)
         self.websocket = WebSocketRoute(path, app)
 
@@ -201,11 +202,8 @@ class HTTPAndWebSocketRoute(BaseRoute):
 def graphql_route(settings: Settings, authenticator: Authenticator) -> BaseRoute:
     """The `/graphql` route for an app with `settings`, its WebSockets checked by
     `authenticator`."""
-    schema = build_schema(settings)
-    # Last, after the extensions that validate: its error replaces theirs.
-    schema.extensions = (*schema.extensions, RequireOperationName)
     view = GraphQLView(
-        schema,
+        build_schema(settings),
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=True,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

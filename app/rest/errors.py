@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import request_id
 from app.db import DatabaseBusy
 from app.errors import DomainError, ErrorCode
 
@@ -110,9 +111,14 @@ async def _framework_error(_request: Request, exc: Exception) -> Response:
 
 async def _unexpected(_request: Request, _exc: Exception) -> Response:
     # Starlette raises the error again once this response is sent, and the server logs it with
-    # its traceback; logging it here too would say it twice.
+    # its traceback; logging it here too would say it twice. Starlette sends it outside every
+    # middleware, so the request's id is added here.
     return error_response(
-        500, "Internal Server Error", "an unexpected error occurred", Code.INTERNAL_SERVER_ERROR
+        500,
+        "Internal Server Error",
+        "an unexpected error occurred",
+        Code.INTERNAL_SERVER_ERROR,
+        request_id.response_headers(),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from graphql import get_introspection_query
 
@@ -257,3 +258,15 @@ async def test_validation_stays_cached(execute: Run, monkeypatch: pytest.MonkeyP
     for _ in range(3):
         (await execute(query)).ok()
     assert len(made) == 1
+
+
+async def test_a_page_size_too_long_for_any_int_is_the_int_scalars_refusal(
+    client: httpx.AsyncClient,
+) -> None:
+    # 5,000 digits: more than Python's int() converts from text by default.
+    query = "{ sessions(first: %s) { nodes { id } } }" % ("1" * 5000)
+    response = await client.post("/graphql", json={"query": query})
+
+    errors = response.json()["errors"]
+    assert [e["extensions"]["code"] for e in errors] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert "Int cannot represent" in errors[0]["message"]
