@@ -25,20 +25,17 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    GraphQLInt,
     GraphQLSchema,
     InlineFragmentNode,
-    IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
-    get_named_type,
     validate,
 )
 from graphql.language.visitor import BREAK, VisitorAction
 
-from app.graphql.cost import MAX_INT_LITERAL_LENGTH, QUERY_TOO_COMPLEX
+from app.graphql.cost import QUERY_TOO_COMPLEX
 
 # Pairs of fields at the same response path (fragments spread) that a document may hold. The
 # specification's OverlappingFieldsCanBeMergedRule compares every such pair, at 2 to 3 units
@@ -289,25 +286,6 @@ def field_rule(max_selection_fields: int, max_fields: int) -> type[ValidationRul
             self.report_error(GraphQLError(message, node, extensions={"code": QUERY_TOO_COMPLEX}))
 
     return FieldCountRule
-
-
-class IntLiteralRule(ValidationRule):
-    """Refuses an Int literal longer than any 32-bit integer, as the specification's rule
-    would, before that rule converts its text: Python refuses to make an int of more than 4,300
-    digits, and graphql-core's Int scalar would fail with a ValueError (a server error)."""
-
-    def enter_int_value(self, node: IntValueNode, *_args: object) -> None:
-        if len(node.value) <= MAX_INT_LITERAL_LENGTH:
-            return
-        expected = self.context.get_input_type()
-        if expected is not None and get_named_type(expected) is GraphQLInt:
-            self.report_error(
-                GraphQLError(
-                    f"Int cannot represent non 32-bit signed integer value: "
-                    f"{node.value[:MAX_INT_LITERAL_LENGTH]}… ({len(node.value)} digits)",
-                    node,
-                )
-            )
 
 
 def validate_within_limits(

@@ -20,13 +20,8 @@ from app.graphql.context import FreshLoaders
 from app.graphql.cost import QUERY_TOO_COMPLEX, QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
 from app.graphql.execution import InboxExecutionContext
-from app.graphql.limits import (
-    IntLiteralRule,
-    alias_rule,
-    depth_rule,
-    field_rule,
-    validate_within_limits,
-)
+from app.graphql.int_literals import IntLiteralRule
+from app.graphql.limits import alias_rule, depth_rule, field_rule, validate_within_limits
 from app.graphql.mutations import Mutation
 from app.graphql.operation_name import RequireOperationName
 from app.graphql.queries import Query
