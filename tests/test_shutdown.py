@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from app.config import load_settings
 from app.db import make_engine
+from app.events.relay import FLUSH_S, HANDOVER_S
 from app.migrate import migrate
 from app.server import GOING_AWAY, SHUTDOWN_GRACE_S
 from tests.conftest import POSTGRES_SERVER, admin_sql
@@ -80,12 +81,23 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
+async def emptied(database_url: str) -> str:
+    """The module's database, its outbox emptied of an earlier test's events."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute("TRUNCATE session_outbox")
+    finally:
+        await connection.close()
+    return database_url
+
+
+@pytest.fixture
 def servers(
-    tmp_path: Path, database_url: str, redis: RedisServer, fake_anthropic: FakeAnthropic
+    tmp_path: Path, emptied: str, redis: RedisServer, fake_anthropic: FakeAnthropic
 ) -> Iterator[Servers]:
     with Servers(
         tmp_path / "servers",
-        DATABASE_URL=database_url,
+        DATABASE_URL=emptied,
         REDIS_URL=redis.url,
         ANTHROPIC_API_KEY="sk-ant-test",
         ANTHROPIC_BASE_URL=fake_anthropic.url,
@@ -157,6 +169,31 @@ async def create(http: httpx.AsyncClient, number: int) -> httpx.Response:
         "/sessions",
         json={"repo": "acme/app", "target_branch": "main", "messages": {"content": f"#{number}"}},
     )
+
+
+async def outbox_backlog(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        count: int = await connection.fetchval("SELECT count(*) FROM session_outbox")
+    finally:
+        await connection.close()
+    return count
+
+
+def logged_creations(redis: RedisServer) -> set[str]:
+    """The sessions whose CREATED event the event log (the Redis stream) has."""
+    with Redis.from_url(redis.url) as client:
+        entries = client.xrange("session-inbox:events")
+    return {fields[b"session"].decode() for _id, fields in entries if fields[b"kind"] == b"CREATED"}
+
+
+async def until(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Returns once `condition()` holds; TimeoutError after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.05)
 
 
 async def event_cursor(http: httpx.AsyncClient) -> str:
@@ -267,15 +304,56 @@ async def test_a_signal_answers_the_requests_in_flight_closes_sockets_with_1001_
     assert "graceful shutdown exceeded" not in output, output
     # Every event committed was relayed before the exit: none is left in the outbox, and the
     # event log has every creation.
-    connection = await asyncpg.connect(database_url)
-    try:
-        assert await connection.fetchval("SELECT count(*) FROM session_outbox") == 0
-    finally:
-        await connection.close()
-    created = {answer.json()["id"] for answer in answers} | {poke.json()["id"]}
-    with Redis.from_url(redis.url) as client:
-        entries = client.xrange("session-inbox:events")
-    logged = {
-        fields[b"session"].decode() for _id, fields in entries if fields[b"kind"] == b"CREATED"
-    }
-    assert logged == created
+    assert await outbox_backlog(database_url) == 0
+    assert logged_creations(redis) == {answer.json()["id"] for answer in [poke, *answers]}
+
+
+async def test_events_waiting_for_the_event_log_at_a_sigterm_are_flushed_when_it_answers(
+    servers: Servers, redis: RedisServer, database_url: str
+) -> None:
+    """The relay gave up leading while Redis was away (so that another instance could relay),
+    and nothing relays the backlog before the signal: the last flush at stop does, as Redis
+    answers again."""
+    server = await servers.start("s")
+    redis.stop()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0, trust_env=False) as http:
+        answers = [await create(http, n) for n in range(5)]
+    assert [answer.status_code for answer in answers] == [201] * 5
+    await until(lambda: "letting another instance relay" in server.output(), HANDOVER_S + 10)
+    redis.start()
+    assert await outbox_backlog(database_url) == 5
+
+    server.process.send_signal(signal.SIGTERM)
+    status, _exited = await exit_status(server)
+
+    assert status == 0, server.output()
+    assert await outbox_backlog(database_url) == 0
+    assert logged_creations(redis) == {answer.json()["id"] for answer in answers}
+
+
+async def test_with_the_event_log_away_a_sigterm_exits_0_and_the_next_start_relays(
+    servers: Servers, redis: RedisServer, database_url: str
+) -> None:
+    server = await servers.start("s")
+    redis.stop()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0, trust_env=False) as http:
+        answers = [await create(http, n) for n in range(5)]
+    assert [answer.status_code for answer in answers] == [201] * 5
+
+    server.process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    status, exited = await exit_status(server)
+
+    # The flush is bounded: the process does not wait for Redis, and loses nothing.
+    assert status == 0, server.output()
+    assert exited - signalled < FLUSH_S + PROMPTLY_S
+    assert "events left in the outbox" in server.output()
+    assert await outbox_backlog(database_url) == 5
+    redis.start()
+    await servers.start("again")
+    async with asyncio.timeout(PROMPTLY_S):
+        while True:
+            if await outbox_backlog(database_url) == 0:
+                break
+            await asyncio.sleep(0.05)
+    assert logged_creations(redis) == {answer.json()["id"] for answer in answers}

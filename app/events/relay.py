@@ -29,6 +29,9 @@ REPORT_S = 30.0
 # How long a leader that cannot reach the log keeps leading before it lets another instance
 # (which may reach it) lead, and waits before trying to lead again.
 HANDOVER_S = 5.0
+# How long a stopping process gives the outbox's backlog to reach the log (the process's
+# shutdown waits that much at most for it).
+FLUSH_S = 2.0
 
 
 class Relay:
@@ -72,24 +75,32 @@ class Relay:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def stop(self, *, flush_s: float = 2.0) -> None:
-        """Stop relaying; first, while leading, give the backlog `flush_s` to reach the log."""
+    async def stop(self, *, flush_s: float = FLUSH_S) -> None:
+        """Stop relaying; first give the backlog `flush_s` to reach the log, unless another
+        process leads (it relays it). A process that handed its lead over during an outage of
+        the log takes it back for this, for there may be no other to relay."""
         task, self._task = self._task, None
         if task is None:
             return
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         try:
-            if self._leading and flush_s > 0:
+            if flush_s > 0:
                 async with asyncio.timeout(flush_s):
-                    await self.drain()
-        except (TimeoutError, EventLogUnavailable):
+                    if not self.leads:
+                        self._leading = await self._leadership.try_acquire()
+                    if self._leading:
+                        await self.drain()
+        except (TimeoutError, EventLogUnavailable) as error:
             log.warning(
-                "stopped with events left in the outbox: another instance, or the "
-                "next start, relays them"
+                "stopped with events left in the outbox (%s): another instance, or the next "
+                "start, relays them",
+                str(error) or "the event log did not take them in time",
             )
-        except Exception:
-            log.exception("could not flush the outbox at stop")
+        except Exception as error:  # the database, mostly
+            log.warning(
+                "could not flush the outbox at stop: %s", str(error) or type(error).__name__
+            )
         finally:
             self._leading = False
             await self._leadership.release()
