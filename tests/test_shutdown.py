@@ -357,3 +357,28 @@ async def test_with_the_event_log_away_a_sigterm_exits_0_and_the_next_start_rela
                 break
             await asyncio.sleep(0.05)
     assert logged_creations(redis) == {answer.json()["id"] for answer in answers}
+
+
+async def test_requests_that_outlast_the_grace_period_are_cut_and_the_exit_is_not_held_up(
+    servers: Servers, fake_anthropic: FakeAnthropic
+) -> None:
+    server = await servers.start("s")
+    # Namings that never end (until the test is over): their requests cannot finish.
+    fake_anthropic.default = FakeResponse.tool_use(held=True)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60.0, trust_env=False) as http:
+        in_flight = [asyncio.create_task(create(http, n)) for n in range(3)]
+        try:
+            await fake_anthropic.requests_arrived(3, timeout_s=30.0)
+            server.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            answers = await asyncio.gather(*in_flight)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+    status, exited = await exit_status(server)
+
+    # Cut at the end of the grace period, each with an answer (500), not a dropped connection.
+    assert [answer.status_code for answer in answers] == [500] * 3
+    assert status == 0, server.output()
+    assert SHUTDOWN_GRACE_S <= exited - signalled < SHUTDOWN_GRACE_S + FLUSH_S + PROMPTLY_S
