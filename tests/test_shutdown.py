@@ -1,5 +1,5 @@
-"""Graceful shutdown of a real `session-inbox serve` process (PostgreSQL, a private Redis): a
-SIGTERM (or SIGINT) while requests are in flight and subscriptions are open. The server stops
+"""Graceful shutdown of a real `session-inbox serve` process (PostgreSQL with a private Redis,
+one worker or two; SQLite with its events in the process): a SIGTERM (or SIGINT) while requests are in flight and subscriptions are open. The server stops
 accepting, answers every request in flight, closes every WebSocket with 1001 (going away),
 relays the events those requests committed, and exits 0, within its grace period.
 
@@ -12,10 +12,11 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,11 @@ async def create(http: httpx.AsyncClient, number: int) -> httpx.Response:
 
 
 async def outbox_backlog(database_url: str) -> int:
+    if database_url.startswith("sqlite:///"):
+        path = database_url.removeprefix("sqlite:///")
+        with closing(sqlite3.connect(path)) as sqlite:
+            backlog: int = sqlite.execute("SELECT count(*) FROM session_outbox").fetchone()[0]
+        return backlog
     connection = await asyncpg.connect(database_url)
     try:
         count: int = await connection.fetchval("SELECT count(*) FROM session_outbox")
@@ -227,11 +233,13 @@ async def exit_status(server: Server) -> tuple[int | None, float]:
 
 
 @pytest.mark.parametrize(
-    ("stop_signal", "arguments"),
+    ("stop_signal", "arguments", "engine"),
     [
-        pytest.param(signal.SIGTERM, (), id="SIGTERM"),
-        pytest.param(signal.SIGINT, (), id="SIGINT"),
-        pytest.param(signal.SIGTERM, ("--workers", "2"), id="SIGTERM-2-workers"),
+        pytest.param(signal.SIGTERM, (), "postgres", id="SIGTERM"),
+        pytest.param(signal.SIGINT, (), "postgres", id="SIGINT"),
+        pytest.param(signal.SIGTERM, ("--workers", "2"), "postgres", id="SIGTERM-2-workers"),
+        # One process, its events in the process (no Redis), on a file it migrates itself.
+        pytest.param(signal.SIGTERM, (), "sqlite", id="SIGTERM-sqlite"),
     ],
 )
 async def test_a_signal_answers_the_requests_in_flight_closes_sockets_with_1001_and_exits_0(
@@ -239,10 +247,17 @@ async def test_a_signal_answers_the_requests_in_flight_closes_sockets_with_1001_
     fake_anthropic: FakeAnthropic,
     redis: RedisServer,
     database_url: str,
+    tmp_path: Path,
     stop_signal: signal.Signals,
     arguments: tuple[str, ...],
+    engine: str,
 ) -> None:
-    server = await servers.start("s", *arguments)
+    if engine == "sqlite":
+        database_url = f"sqlite:///{tmp_path / 'inbox.sqlite3'}"
+        environ = {"DATABASE_URL": database_url, "REDIS_URL": "", "RUN_MIGRATIONS": "true"}
+    else:
+        environ = {}
+    server = await servers.start("s", *arguments, **environ)
     limits = httpx.Limits(max_connections=REQUESTS + 10, max_keepalive_connections=0)
     async with (
         httpx.AsyncClient(
@@ -305,7 +320,8 @@ async def test_a_signal_answers_the_requests_in_flight_closes_sockets_with_1001_
     # Every event committed was relayed before the exit: none is left in the outbox, and the
     # event log has every creation.
     assert await outbox_backlog(database_url) == 0
-    assert logged_creations(redis) == {answer.json()["id"] for answer in [poke, *answers]}
+    if engine == "postgres":
+        assert logged_creations(redis) == {answer.json()["id"] for answer in [poke, *answers]}
 
 
 async def test_events_waiting_for_the_event_log_at_a_sigterm_are_flushed_when_it_answers(
