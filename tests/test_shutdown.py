@@ -1,7 +1,8 @@
 """Graceful shutdown of a real `session-inbox serve` process (PostgreSQL with a private Redis,
-one worker or two; SQLite with its events in the process): a SIGTERM (or SIGINT) while requests are in flight and subscriptions are open. The server stops
-accepting, answers every request in flight, closes every WebSocket with 1001 (going away),
-relays the events those requests committed, and exits 0, within its grace period.
+one worker or two; SQLite with its events in the process): a SIGTERM (or SIGINT) while requests
+are in flight and subscriptions are open. The server stops accepting, answers every request in
+flight, closes every WebSocket with 1001 (going away), relays the events those requests
+committed, and exits 0, within its grace period.
 
 The requests are held in flight by the fake Anthropic server, which answers their naming only when
 the test lets it, after the signal; every wait is on a condition, with a deadline."""
