@@ -20,6 +20,7 @@ from app.model import NewSession, Session, SessionChanges
 from app.rest import render, requests
 from app.rest.errors import JSON_TYPE, HTTPError
 from app.rest.requests import Return
+from app.rest.streaming import DeadlineStreamingResponse
 from app.service import SessionService
 from app.state import AppState
 
@@ -97,7 +98,7 @@ class Sessions(HTTPEndpoint):
             except BaseException:
                 await rows.aclose()
                 raise
-            return StreamingResponse(render.stream(first, rows), media_type=JSON_TYPE)
+            return DeadlineStreamingResponse(render.stream(first, rows), media_type=JSON_TYPE)
         limit = _limit(params.get("limit"))
         cursor = params.get("cursor")
         if cursor is not None:

@@ -8,7 +8,7 @@ fractional digits and an offset)."""
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -113,7 +113,7 @@ def envelope(
 
 async def stream(
     first: Session | None, rows: AsyncGenerator[Session, None]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """`{"sessions": [...]}` written as rows arrive from the database cursor, so memory holds
     one chunk at a time however many sessions there are."""
     chunk = bytearray(b'{"sessions":[')
