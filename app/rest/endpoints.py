@@ -98,7 +98,9 @@ class Sessions(HTTPEndpoint):
             except BaseException:
                 await rows.aclose()
                 raise
-            return DeadlineStreamingResponse(render.stream(first, rows), media_type=JSON_TYPE)
+            return DeadlineStreamingResponse(
+                render.stream(first, rows), media_type=JSON_TYPE, source=rows
+            )
         limit = _limit(params.get("limit"))
         cursor = params.get("cursor")
         if cursor is not None:
