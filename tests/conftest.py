@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from app.naming import LocalNamer
 from app.service import SessionService
 from app.state import AppState
 from tests.openapi_check import ResponseCheck
+from tests.redis_server import RedisServer
 
 ENGINES = ("postgres", "sqlite")
 POSTGRES_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
@@ -168,3 +169,12 @@ async def client(settings: Settings, app_state: AppState) -> AsyncIterator[httpx
 @pytest.fixture
 def tmp_sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, on a free port, which it may stop and start again."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    with RedisServer(directory) as server:
+        yield server

@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -242,14 +241,6 @@ async def _say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 
 # /readyz and Redis
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Any:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    with RedisServer(directory) as server:
-        yield server
 
 
 async def test_readyz_follows_redis_stopping_and_starting(

@@ -91,15 +91,6 @@ async def db(database_url: str) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis of this test's own, which it may stop and start again."""
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    with RedisServer(directory) as server:
-        yield server
-
-
-@pytest.fixture
 def servers(tmp_path: Path, database_url: str, db: Any) -> Iterator[Servers]:
     with Servers(tmp_path / "servers", DATABASE_URL=database_url) as started:
         yield started

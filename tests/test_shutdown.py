@@ -69,14 +69,6 @@ async def database_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    with RedisServer(directory) as server:
-        yield server
-
-
-@pytest.fixture
 def fake_anthropic() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as fake:
         yield fake

@@ -8,8 +8,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -61,12 +60,6 @@ async def make_log(request: pytest.FixtureRequest) -> AsyncIterator[MakeLog]:
 @pytest.fixture
 def events_log(make_log: MakeLog) -> EventLog:
     return make_log()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path) as server:
-        yield server
 
 
 # The same behaviour on both logs.
@@ -250,35 +243,35 @@ CALLS: dict[str, Callable[[EventLog, EventId], Awaitable[object]]] = {
 
 @pytest.mark.parametrize("name", CALLS)
 async def test_a_call_raises_unavailable_while_redis_is_down_and_works_once_it_is_back(
-    private_redis: RedisServer, name: str
+    redis: RedisServer, name: str
 ) -> None:
     call = CALLS[name]
-    events_log = RedisLog(private_redis.url, 10)
+    events_log = RedisLog(redis.url, 10)
     try:
         await events_log.append(records(1))
         position = await events_log.position()
 
-        private_redis.stop()
+        redis.stop()
         async with asyncio.timeout(UNAVAILABLE_WITHIN_S):
             with pytest.raises(EventLogUnavailable):
                 await call(events_log, position)
 
-        private_redis.start()
+        redis.start()
         async with asyncio.timeout(5):
             await call(events_log, position)
     finally:
         await events_log.close()
 
 
-async def test_the_same_log_serves_again_once_redis_is_back(private_redis: RedisServer) -> None:
-    events_log = RedisLog(private_redis.url, 10)
+async def test_the_same_log_serves_again_once_redis_is_back(redis: RedisServer) -> None:
+    events_log = RedisLog(redis.url, 10)
     try:
         await events_log.append(records(1))
-        private_redis.stop()
+        redis.stop()
         with pytest.raises(EventLogUnavailable):
             await events_log.append(records(1))
 
-        private_redis.start()
+        redis.start()
         async with asyncio.timeout(5):
             await events_log.append(records(2, start=1))
             entries = await events_log.read(START, 10)
@@ -290,9 +283,9 @@ async def test_the_same_log_serves_again_once_redis_is_back(private_redis: Redis
 
 
 async def test_a_wait_under_way_raises_unavailable_when_redis_stops(
-    private_redis: RedisServer,
+    redis: RedisServer,
 ) -> None:
-    events_log = RedisLog(private_redis.url, 10)
+    events_log = RedisLog(redis.url, 10)
     try:
         await events_log.append(records(1))
         position = await events_log.position()
@@ -300,10 +293,10 @@ async def test_a_wait_under_way_raises_unavailable_when_redis_stops(
         # Until the wait has its connection, stopping would test connecting, not waiting.
         async with asyncio.timeout(5):
             # Asking the server is the only way to know; nothing here can be awaited instead.
-            while await _blocked_clients(private_redis.url) == 0:  # noqa: ASYNC110
+            while await _blocked_clients(redis.url) == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
 
-        private_redis.stop()
+        redis.stop()
 
         async with asyncio.timeout(UNAVAILABLE_WITHIN_S):
             with pytest.raises(EventLogUnavailable):
@@ -312,8 +305,8 @@ async def test_a_wait_under_way_raises_unavailable_when_redis_stops(
         await events_log.close()
 
 
-async def test_a_stream_lost_by_redis_counts_as_trimmed(private_redis: RedisServer) -> None:
-    events_log = RedisLog(private_redis.url, 10)
+async def test_a_stream_lost_by_redis_counts_as_trimmed(redis: RedisServer) -> None:
+    events_log = RedisLog(redis.url, 10)
     try:
         await events_log.append(records(2))
         seen = await events_log.position()
@@ -321,10 +314,10 @@ async def test_a_stream_lost_by_redis_counts_as_trimmed(private_redis: RedisServ
         # The private server keeps no data: the stream is gone with the restart. (The failed
         # call lets the log see its connection closed, as it would while Redis is down for
         # longer than this test takes to start it again.)
-        private_redis.stop()
+        redis.stop()
         with pytest.raises(EventLogUnavailable):
             await events_log.position()
-        private_redis.start()
+        redis.start()
 
         assert await events_log.position() > seen
         assert not await events_log.holds_all_after(seen)
