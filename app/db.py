@@ -1,15 +1,31 @@
 """The database handle: a Piccolo engine for PostgreSQL or SQLite, its transactions, and streams
 on connections of their own. It runs what it is given; the statements themselves, and what the
 two dialects say differently, are in `app.store`. Ad-hoc SQL (tests, maintenance) is written
-with Piccolo's `{}` placeholders."""
+with Piccolo's `{}` placeholders.
+
+Every statement is bounded in time, and what says the database cannot answer now (unreachable,
+too slow, frozen, no connection free, SQLite locked) is raised as one error, `DatabaseUnavailable`,
+which clients get as a 503; an outage is logged once. The module is long because that boundary
+needs the pool, the transactions and the streams in one place."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import logging
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from piccolo.engine.base import Engine
@@ -20,15 +36,48 @@ from piccolo.querystring import QueryString
 from app.config import Settings, load_settings
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # How long a streamed read may wait for its client before PostgreSQL ends it.
 STREAM_IDLE_TIMEOUT_MS = 60_000
 # How long a new stream waits for one of the process's stream slots before it is refused.
 STREAM_SLOT_WAIT_S = 2.0
+# How long a statement waits for one of the pool's connections before it is refused (503).
+POOL_WAIT_S = 2.0
+# How long past DB_STATEMENT_TIMEOUT_MS the client waits for the server's answer: the server
+# ends a statement at its timeout, but a frozen server answers nothing, ever.
+CLIENT_DEADLINE_MARGIN_S = 0.5
+# How long a connection of the caller's own (`connect`) may take to open.
+CONNECT_TIMEOUT_S = 5.0
 
 
 class DatabaseBusy(Exception):
     """The database cannot take this work now; the caller may retry shortly."""
+
+
+class DatabaseUnavailable(DatabaseBusy):
+    """The database cannot be reached, did not answer in time, or has no connection free; the
+    statement did not run, or its transaction was not committed."""
+
+
+# What says the database is out of reach or too slow, rather than that a statement is wrong.
+# (TimeoutError and ConnectionRefusedError are OSErrors.)
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    # 57xxx: statement timeout, server shutting down or starting up.
+    asyncpg.exceptions.OperatorInterventionError,
+    # 53xxx: too many connections, out of memory or disk.
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    sqlite3.OperationalError,
+)
+# SQLite's OperationalErrors that mean "not now" (any other is a wrong statement).
+_SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open")
 
 
 # SQLite gives a column declared JSONB numeric affinity: a JSON document that is a bare number
@@ -68,10 +117,28 @@ class Database:
         self._streams = asyncio.Semaphore(max_streams)
         # Streams holding a slot now (for /metrics).
         self.streams_open = 0
+        # The connection of the PostgreSQL transaction this task is in (`transaction`).
+        self._current: contextvars.ContextVar[Any] = contextvars.ContextVar(
+            "connection", default=None
+        )
+        # How long the client waits for a statement (None: for ever, as the server does).
+        self._deadline_s = _deadline_of(engine)
+        # When the outage going on began (None: none is), how many statements it refused, and
+        # when the last was: only a statement begun after it says the database is back.
+        self._down_since: float | None = None
+        self._refused = 0
+        self._refused_at = 0.0
 
     async def open(self) -> None:
         if isinstance(self.engine, PostgresEngine):
-            await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
+            # No floor of connections: asyncpg would keep trying to restore it through an
+            # outage, a warning with its traceback each time. One is opened here all the same,
+            # so that a server that cannot reach its database does not start.
+            await self.engine.start_connection_pool(min_size=0, max_size=self.pool_size)
+            pool = self.engine.pool
+            assert pool is not None
+            async with pool.acquire():
+                pass
         else:
             # WAL lets readers go on while one writer writes; it is stored in the file.
             await self.execute("PRAGMA journal_mode=WAL")
@@ -81,8 +148,8 @@ class Database:
             await self.engine.close_connection_pool()
 
     async def ping(self) -> None:
-        """Asks the database for `SELECT 1`; raises whatever the engine raises when it cannot."""
-        await self.engine.run_querystring(QueryString("SELECT 1"))
+        """Asks the database for `SELECT 1`; `DatabaseUnavailable` when it cannot answer."""
+        await self.execute("SELECT 1")
 
     def pool_usage(self) -> tuple[int, int]:
         """The pool's connections now, and how many of them are lent out (PostgreSQL's pool;
@@ -96,8 +163,27 @@ class Database:
     # A query is a `QueryString` (a bound statement of `app.store`, mostly), or SQL text with
     # `{}` placeholders for `args`. Rows are typed by the caller, which knows what it selected
     # (`app.model.Session`, mostly).
+    #
+    # Every statement is bounded in time (the server's statement timeout, and a deadline of the
+    # client's a little after it), and so is the wait for a connection; what says the database
+    # cannot answer now is raised as `DatabaseUnavailable`, which clients get as a 503.
     async def fetch(self, query: str | QueryString, *args: Any) -> list[Any]:
-        rows: list[Any] = await self.engine.run_querystring(_querystring(query, args))
+        started = time.monotonic()
+        querystring = _querystring(query, args)
+        with self._faults():
+            if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
+                sql, sql_args = querystring.compile_string(engine_type=self.engine.engine_type)
+                connection = self._current.get()
+                if connection is not None:
+                    rows: list[Any] = await self._timed(
+                        connection, connection.fetch(sql, *sql_args)
+                    )
+                else:
+                    async with self._lease() as connection:
+                        rows = await self._timed(connection, connection.fetch(sql, *sql_args))
+            else:
+                rows = await self.engine.run_querystring(querystring)
+        self._answered(started)
         return rows
 
     async def fetchrow(self, query: str | QueryString, *args: Any) -> Any:
@@ -105,14 +191,140 @@ class Database:
         return rows[0] if rows else None
 
     async def execute(self, query: str | QueryString, *args: Any) -> None:
-        await self.engine.run_querystring(_querystring(query, args))
+        await self.fetch(query, *args)
 
-    def transaction(self) -> Any:
-        """A write transaction. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so
-        read-check-write sequences cannot interleave."""
-        if isinstance(self.engine, SQLiteEngine):
-            return self.engine.transaction(transaction_type=TransactionType.immediate)
-        return self.engine.transaction()
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A write transaction; one inside another is part of it. On SQLite it takes the write
+        lock at BEGIN (IMMEDIATE), so read-check-write sequences cannot interleave. Leaving the
+        block without an error means it is committed: a commit that fails raises."""
+        started = time.monotonic()
+        if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
+            if self._current.get() is not None:
+                yield
+                return
+            async with self._lease() as connection, self._pg_transaction(connection):
+                yield
+        else:
+            if isinstance(self.engine, SQLiteEngine):
+                transaction = self.engine.transaction(transaction_type=TransactionType.immediate)
+            else:
+                transaction = self.engine.transaction()
+            with self._faults():
+                await transaction.__aenter__()
+            try:
+                yield
+            except BaseException as error:
+                with self._faults():
+                    await transaction.__aexit__(type(error), error, error.__traceback__)
+                raise
+            with self._faults():
+                await transaction.__aexit__(None, None, None)
+        self._answered(started)
+
+    @asynccontextmanager
+    async def _pg_transaction(self, connection: Any) -> AsyncIterator[None]:
+        token = self._current.set(connection)
+        try:
+            transaction = connection.transaction()
+            with self._faults():
+                await self._timed(connection, transaction.start())
+            try:
+                yield
+            except BaseException:
+                if not connection.is_closed():
+                    # The error that ended the block is what the caller hears of, not this.
+                    with contextlib.suppress(Exception):
+                        await self._timed(connection, transaction.rollback())
+                raise
+            with self._faults():
+                await self._timed(connection, transaction.commit())
+        finally:
+            self._current.reset(token)
+
+    @asynccontextmanager
+    async def _lease(self) -> AsyncIterator[Any]:
+        """One of the pool's connections, waited for at most `POOL_WAIT_S`."""
+        assert isinstance(self.engine, PostgresEngine)
+        pool = self.engine.pool
+        assert pool is not None
+        with self._faults():
+            try:
+                connection = await pool.acquire(timeout=POOL_WAIT_S)
+            except TimeoutError:
+                # Every connection is lent out, or a new one takes too long to open.
+                raise self._unavailable(
+                    "every database connection is busy",
+                    f"no database connection within {POOL_WAIT_S:g} s",
+                ) from None
+        try:
+            yield connection
+        finally:
+            try:
+                # Resetting the connection is a round trip: bounded too.
+                await pool.release(connection, timeout=self._deadline_s or POOL_WAIT_S)
+            except Exception:
+                # asyncpg has terminated it; the pool opens another when one is needed.
+                log.debug("a connection could not be reset: discarded", exc_info=True)
+
+    async def _timed(self, connection: Any, operation: Awaitable[T]) -> T:
+        """`operation` on `connection`, within the client's deadline. A connection whose
+        statement is abandoned (the deadline, or the caller cancelled) is terminated, so it
+        never goes back to the pool in the middle of a statement."""
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                return await operation
+        except TimeoutError:
+            connection.terminate()
+            raise self._unavailable(
+                "the database did not answer in time",
+                f"no answer within {self._deadline_s:g} s: connection discarded",
+            ) from None
+        except (asyncio.CancelledError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+            # Also a connection the server dropped, or whose protocol lost its place (a
+            # shutdown's unsolicited error): discarded, not handed to the next statement.
+            connection.terminate()
+            raise
+
+    @contextlib.contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Turns what says the database cannot answer now into `DatabaseUnavailable`, and logs
+        an outage when it begins."""
+        try:
+            yield
+        except _UNREACHABLE as error:
+            if isinstance(error, sqlite3.OperationalError) and not str(error).startswith(
+                _SQLITE_UNAVAILABLE
+            ):
+                raise
+            if isinstance(error, asyncpg.InterfaceError) and "closed" not in str(error):
+                raise
+            if isinstance(error, asyncpg.exceptions.QueryCanceledError):
+                raise self._unavailable(
+                    "the database did not answer in time", _reason(error)
+                ) from error
+            raise self._unavailable("the database cannot be reached", _reason(error)) from error
+
+    def _unavailable(self, what: str, detail: str) -> DatabaseUnavailable:
+        """The error to raise: `what` is told to the client, `detail` (the driver's words,
+        addresses included) only to the log, when an outage begins."""
+        self._refused += 1
+        self._refused_at = time.monotonic()
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("the database cannot answer (%s): requests get 503 until it does", detail)
+        return DatabaseUnavailable(f"{what}; try again shortly")
+
+    def _answered(self, started: float) -> None:
+        """A statement begun at `started` was answered: the outage, if any, is over (unless a
+        statement was refused since it began, as when a server is going down)."""
+        if self._down_since is not None and started > self._refused_at:
+            log.info(
+                "the database answers again, after %.1f s (%d statement(s) refused)",
+                time.monotonic() - self._down_since,
+                self._refused,
+            )
+            self._down_since, self._refused = None, 0
 
     async def connect(self, **server_settings: str) -> asyncpg.Connection:
         """A PostgreSQL connection of the caller's own, outside the pool, with the engine's
@@ -121,7 +333,11 @@ class Database:
         config = dict(self.engine.config)
         settings = dict(config.pop("server_settings", None) or {})
         settings.update(server_settings)
-        connection: asyncpg.Connection = await asyncpg.connect(**config, server_settings=settings)
+        config.setdefault("timeout", CONNECT_TIMEOUT_S)
+        with self._faults():
+            connection: asyncpg.Connection = await asyncpg.connect(
+                **config, server_settings=settings
+            )
         return connection
 
     @asynccontextmanager
@@ -186,6 +402,23 @@ class Database:
                 while batch := await cursor.fetchmany(batch_size):
                     for row in batch:
                         yield row
+
+
+def _deadline_of(engine: Engine[Any]) -> float | None:
+    """The client's deadline for a statement: a little after the server's statement timeout
+    (None without one, and on SQLite, whose statements run in the process)."""
+    if not isinstance(engine, PostgresEngine):
+        return None
+    timeout_ms = (engine.config.get("server_settings") or {}).get("statement_timeout")
+    if not timeout_ms or int(timeout_ms) <= 0:
+        return None
+    return int(timeout_ms) / 1000 + CLIENT_DEADLINE_MARGIN_S
+
+
+def _reason(error: BaseException) -> str:
+    """What the log says of `error`: its kind and the driver's words, on one line."""
+    text = " ".join(str(error).split()) or "no detail"
+    return f"{type(error).__name__}: {text}"[:200]
 
 
 def _querystring(query: str | QueryString, args: Sequence[Any]) -> QueryString:

@@ -1,6 +1,7 @@
 """How failures reach clients. Expected ones are `userErrors` data (see `mutations`); a query's
 invalid argument is a GraphQL error coded BAD_USER_INPUT; a part of the service that cannot be
-reached now (the event log) is one coded SERVICE_UNAVAILABLE; a document the schema refuses
+reached now (the event log, the database) is one coded SERVICE_UNAVAILABLE, never logged per
+request; a document the schema refuses
 (syntax, validation, depth, aliases, tokens, cost, introspection, variables) is reported as GraphQL
 reports it; everything else is masked: "Unexpected error." coded INTERNAL_SERVER_ERROR, and
 logged."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from app.db import DatabaseBusy
 from app.errors import InvalidInput
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
@@ -46,7 +48,17 @@ def _with_code_of_cause(error: GraphQLError) -> GraphQLError:
     return error
 
 
+def _with_code_of_busy(error: GraphQLError) -> GraphQLError:
+    """A resolver's `DatabaseBusy` (the database cannot answer now; `app.db` logs the outage
+    once) is told as SERVICE_UNAVAILABLE, with the database's message."""
+    if isinstance(error.original_error, DatabaseBusy):
+        error.extensions = {"code": SERVICE_UNAVAILABLE}
+    return error
+
+
 def is_unexpected(error: GraphQLError) -> bool:
+    if isinstance(error.original_error, DatabaseBusy):
+        return False
     if error.path is None:
         # Raised before execution: the document or its variables, unless an exception escaped
         # from somewhere else (an extension), which arrives wrapped as a non-GraphQL error.
@@ -62,7 +74,9 @@ class MaskUnexpectedErrors(MaskErrors):
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         # graphql-core words a variable's refusal itself ("Variable '$m' has invalid value…")
         # and drops the code of the scalar's error it wraps: the code is given back.
-        return super()._process_errors([_with_code_of_cause(error) for error in errors])
+        return super()._process_errors(
+            [_with_code_of_busy(_with_code_of_cause(error)) for error in errors]
+        )
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         return GraphQLError(
