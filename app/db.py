@@ -20,6 +20,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
+    Callable,
     Iterator,
     Mapping,
     Sequence,
@@ -36,6 +37,8 @@ from piccolo.querystring import QueryString
 from app.config import Settings, load_settings
 
 Row = Mapping[str, Any]
+# The statement of at most `n` rows of a stream that follow a row (the first `n`, given None).
+Pages = Callable[[Row | None, int], QueryString]
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -361,10 +364,22 @@ class Database:
             raise TypeError(f"unsupported engine {self.engine!r}")
 
     async def stream(
-        self, query: str | QueryString, args: Sequence[Any] = (), *, batch_size: int = 500
+        self,
+        query: str | QueryString,
+        args: Sequence[Any] = (),
+        *,
+        batch_size: int = 500,
+        pages: Pages | None = None,
     ) -> AsyncGenerator[Row, None]:
-        """Rows of `query` from a server-side cursor, `batch_size` at a time, so memory stays
-        flat however many rows there are."""
+        """Rows of `query`, `batch_size` at a time, so memory stays flat however many rows there
+        are: on PostgreSQL from a server-side cursor, in one snapshot.
+
+        On SQLite with `pages` (the statement of the `n` rows that follow a row, or of the first
+        `n` given None), each batch is a statement of its own, read to its end before its rows
+        are handed on: a reader that stalls holds no read transaction, so checkpoints go on and
+        the WAL stays small. The rows are then consistent by the keyset rather than one
+        snapshot: none twice, none left out that existed throughout, in order. Without `pages`,
+        one cursor, whose snapshot lasts as long as its reader."""
         sql, sql_args = _querystring(query, args).compile_string(
             engine_type=self.engine.engine_type
         )
@@ -378,7 +393,7 @@ class Database:
             # the cursor ends before its connection closes and the slot is free at once.
             async with (
                 self._stream_connection() as connection,
-                aclosing(self._rows(connection, sql, sql_args, batch_size)) as rows,
+                aclosing(self._rows(connection, sql, sql_args, batch_size, pages)) as rows,
             ):
                 async for row in rows:
                     yield row
@@ -391,12 +406,31 @@ class Database:
         return self._streams.locked()
 
     async def _rows(
-        self, connection: Any, query: str, query_args: Sequence[Any], batch_size: int
+        self,
+        connection: Any,
+        query: str,
+        query_args: Sequence[Any],
+        batch_size: int,
+        pages: Pages | None,
     ) -> AsyncGenerator[Row, None]:
         if self.is_postgres:
             async with connection.transaction(readonly=True):
                 async for record in connection.cursor(query, *query_args, prefetch=batch_size):
                     yield record
+        elif pages is not None:
+            last: Row | None = None
+            while True:
+                sql, sql_args = pages(last, batch_size).compile_string(
+                    engine_type=self.engine.engine_type
+                )
+                # Outside a transaction, SQLite's read ends with the statement.
+                async with connection.execute(sql, sql_args) as cursor:
+                    batch = await cursor.fetchall()
+                for row in batch:
+                    yield row
+                if len(batch) < batch_size:
+                    return
+                last = batch[-1]
         else:
             async with connection.execute(query, query_args) as cursor:
                 while batch := await cursor.fetchmany(batch_size):
