@@ -14,16 +14,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import orjson
 import pytest
-from piccolo.querystring import QueryString
 
 from app.config import Settings
-from app.db import Database, Pages, Row
-from app.listing import NEWEST_FIRST, Cursor, SessionFilter
+from app.db import Database, Pages
+from app.listing import NEWEST_FIRST, SessionFilter
 from app.main import create_app
 from app.rest import render, streaming
 from app.state import AppState
 from app.store import listing
 from app.store.dialect import dialect_of
+from app.store.sessions import SessionStore
 from tests.conftest import SessionFactory, with_state
 from tests.loopback import serve_on_loopback
 
@@ -132,21 +132,8 @@ async def test_eight_clients_that_do_not_read_give_their_slots_back_within_the_d
 
 
 def keyset_pages(db: Database) -> Pages:
-    """Pages of every session, newest first, each after the last row of the one before (what
-    `SessionStore.stream` hands the database)."""
-    dialect = dialect_of(db.engine)
-    every = SessionFilter()
-    shape, values = listing.shape(every), listing.values(every, dialect)
-    first = listing.select(shape, NEWEST_FIRST)
-    after = listing.select(shape, NEWEST_FIRST, after=True)
-
-    def pages(last: Row | None, n: int) -> QueryString:
-        if last is None:
-            return first.bind(dialect, **values, limit=n)
-        cursor = Cursor(NEWEST_FIRST.field, last[NEWEST_FIRST.field.value], last["id"])
-        return after.bind(dialect, **values, **listing.bounds(cursor, None), limit=n)
-
-    return pages
+    """Pages of every session, newest first, as `SessionStore.stream` hands them the database."""
+    return SessionStore(db).pages(SessionFilter(), NEWEST_FIRST)
 
 
 def size_of(path: str) -> int:
@@ -186,10 +173,6 @@ async def test_a_stalled_sqlite_stream_lets_the_wal_be_checkpointed(
     assert [i for i in listed if i in set(seeded)] == seeded[::-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SessionStore.stream does not hand Database.stream its keyset pages yet",
-)
 async def test_a_stalled_http_stream_on_sqlite_lets_the_wal_be_checkpointed(
     settings: Settings,
     db: Database,

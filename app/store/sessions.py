@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
-from app.db import Database, IntegrityError
+from piccolo.querystring import QueryString
+
+from app.db import Database, IntegrityError, Pages, Row
 from app.listing import Cursor, SessionFilter, SessionOrder
 from app.model import Session
 from app.store import listing, queries
@@ -118,12 +120,29 @@ class SessionStore:
         return int(row["n"]) if row else 0
 
     def stream(self, filter: SessionFilter, order: SessionOrder) -> AsyncGenerator[Session, None]:
-        """Every row that meets `filter`, in `order`, from a server-side cursor: the database's
-        generator itself, whose rows are sessions because the statement selects a row's
-        columns."""
+        """Every row that meets `filter`, in `order`: the database's generator itself, whose
+        rows are sessions because the statement selects a row's columns. On PostgreSQL from a
+        server-side cursor; on SQLite page by page (see `Database.stream`)."""
         statement = listing.select(listing.shape(filter), order, limited=False)
         bound = statement.bind(self.dialect, **listing.values(filter, self.dialect))
-        return cast(AsyncGenerator[Session, None], self.db.stream(bound))
+        rows = self.db.stream(bound, pages=self.pages(filter, order))
+        return cast(AsyncGenerator[Session, None], rows)
+
+    def pages(self, filter: SessionFilter, order: SessionOrder) -> Pages:
+        """The statements of `filter`'s rows in `order`, a page at a time, each page after the
+        last row of the one before."""
+        shape, values = listing.shape(filter), listing.values(filter, self.dialect)
+        first = listing.select(shape, order)
+        after = listing.select(shape, order, after=True)
+
+        def page(last: Row | None, limit: int) -> QueryString:
+            if last is None:
+                return first.bind(self.dialect, **values, limit=limit)
+            cursor = Cursor(order.field, last[order.field.value], last["id"])
+            bounds = listing.bounds(cursor, None)
+            return after.bind(self.dialect, **values, **bounds, limit=limit)
+
+        return page
 
     async def children(
         self, parent_ids: Sequence[UUID], *, after: Cursor | None, limit: int
