@@ -163,7 +163,7 @@ class Relay:
         if self._outage_since is None:
             self._outage_since = now
             if database:
-                log.exception("the outbox relay cannot reach the database: retrying")
+                log.warning("the outbox relay cannot reach the database (%s): retrying", error)
             else:
                 log.warning(
                     "the event log cannot be reached (%s): events wait in the outbox", error

@@ -144,10 +144,11 @@ _RESPONSES: dict[str, Any] = {
     ),
     "ServiceUnavailable": {
         **_error(
-            "Too many sessions are being listed at once (without paging); retry after "
-            "`Retry-After` seconds.",
+            "The database cannot answer now (unreachable, too slow, out of connections), or too "
+            "many sessions are being listed at once (without paging); nothing was changed: "
+            "retry after `Retry-After` seconds.",
             "Service Unavailable",
-            "too many sessions are being listed at once",
+            "the database cannot answer now; try again shortly",
             Code.SERVICE_UNAVAILABLE,
         ),
         "headers": {"Retry-After": _ref("headers", "Retry-After")},
@@ -277,8 +278,10 @@ _STATUSES = {
 _ANY_REQUEST = ("PayloadTooLarge", "RequestHeadersTooLarge")
 
 
-def _errors(*names: str) -> dict[str, Any]:
-    given = set(names) | set(_ANY_REQUEST)
+def _errors(*names: str, database: bool = True) -> dict[str, Any]:
+    """The error responses of an operation: `names`, those of any request, and 503 for one
+    that asks the database (`database`)."""
+    given = set(names) | set(_ANY_REQUEST) | ({"ServiceUnavailable"} if database else set())
     errors = {_STATUSES[name]: _ref("responses", name) for name in _STATUSES if name in given}
     errors["default"] = _ref("responses", "Unexpected")
     return errors
@@ -366,7 +369,7 @@ _PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": _answer("The sessions.", "SessionList", "Link"),
-                **_errors("BadRequest", "UnprocessableEntity", "ServiceUnavailable"),
+                **_errors("BadRequest", "UnprocessableEntity"),
             },
         },
     },
@@ -424,7 +427,7 @@ _PATHS: dict[str, Any] = {
                     "description": "OpenAPI 3.1.",
                     "content": {JSON: {"schema": {"type": "object"}}},
                 },
-                **_errors(),
+                **_errors(database=False),
             },
         }
     },
