@@ -31,6 +31,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app import request_id
+from app.request_id import HEADER_KEY
 from app.rest.errors import Code
 
 # The REST error code of a refused head. The REST layer's `Code` has no member for it, as the
@@ -64,14 +66,16 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing a head already refused."""
 
 
-def refusal(message: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The whole 431 answer: status line, headers, REST error body."""
+def refusal(message: str, default_headers: list[tuple[bytes, bytes]], refused_id: str) -> bytes:
+    """The whole 431 answer: status line, headers (`X-Request-ID` among them: a new id, since
+    the client's is in the head refused unread), REST error body."""
     body = orjson.dumps(
         {"err": _TITLE, "msg": message, "code": Code.REQUEST_HEADERS_TOO_LARGE.value}
     )
     lines = [STATUS_LINE[431]]
     lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
     lines += [
+        HEADER_KEY + b": " + refused_id.encode() + b"\r\n",
         b"content-type: application/json\r\n",
         b"content-length: %d\r\n" % len(body),
         b"connection: close\r\n",
@@ -192,8 +196,9 @@ class HeadLimitedHttpTools(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.flow.pause_reading()
             return
-        self.logger.warning("Request refused: %s.", message)
-        self.transport.write(refusal(message, self.server_state.default_headers))
+        refused_id = request_id.new()
+        self.logger.warning("Request refused [%s]: %s.", refused_id, message)
+        self.transport.write(refusal(message, self.server_state.default_headers, refused_id))
         self.transport.close()
 
     def on_headers_complete(self) -> None:

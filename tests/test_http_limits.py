@@ -7,6 +7,7 @@ serve` configures it (`app.server`), raw sockets where a client library would no
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -109,6 +110,8 @@ async def test_a_header_of_64_kb_is_answered_431_with_the_rest_error_body(served
     assert response.headers["connection"] == "close"
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {**TOO_LARGE, "msg": BYTES_MSG}
+    # A new id (the client's is in the head refused unread), as every answer carries one.
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert elapsed < PROMPT_S
 
 

@@ -108,7 +108,7 @@ async def test_a_real_413_is_what_the_document_says(guarded: httpx.AsyncClient) 
 
 
 def test_the_servers_431_is_what_the_document_says() -> None:
-    raw = refusal("the request's headers are over 32768 bytes", [])
+    raw = refusal("the request's headers are over 32768 bytes", [], "0" * 32)
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     headers: list[tuple[bytes, bytes]] = []
