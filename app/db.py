@@ -253,7 +253,9 @@ class Database:
         assert pool is not None
         with self._faults():
             try:
-                connection = await pool.acquire(timeout=POOL_WAIT_S)
+                # Not `acquire(timeout=…)`: asyncpg makes that a wait_for, a task per statement.
+                async with asyncio.timeout(POOL_WAIT_S):
+                    connection = await pool.acquire()
             except TimeoutError:
                 # Every connection is lent out, or a new one takes too long to open.
                 raise self._unavailable(
