@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     "Preference-Applied",
                     "Idempotent-Replayed",
                     "WWW-Authenticate",
+                    "Retry-After",
+                    "X-Request-ID",
                 ],
             ),
             # Inside CORS (a preflight is answered, a 401 carries its headers), before the rest.

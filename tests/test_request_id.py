@@ -346,3 +346,16 @@ async def test_a_client_that_hangs_up_mid_answer_is_info_not_an_error(
     assert (line.status, line.client_gone) == (200, True)
     assert line.message.endswith("client gone")
     assert errors(caplog) == []
+
+
+async def test_a_browser_on_another_origin_may_read_the_id_and_the_retry_hints(
+    settings: Settings, app_state: AppState
+) -> None:
+    async with client_for(settings, app_state) as http:
+        response = await http.get("/sessions", headers={"Origin": "https://inbox.example"})
+
+    exposed = {
+        name.strip().lower()
+        for name in response.headers["access-control-expose-headers"].split(",")
+    }
+    assert {"x-request-id", "retry-after", "www-authenticate", "etag", "location"} <= exposed
