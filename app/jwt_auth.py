@@ -2,13 +2,13 @@
 
 `JwtVerifier` checks a token's signature against the provider's published key set and its
 claims against the configured issuer and audience. The key set is fetched with PyJWT's
-`PyJWKClient` (a timeout, no redirects, http(s) only) in a worker thread, so the event loop never
-waits on the network; the keys are kept, and fetched again when a token names a `kid` they lack,
-or when they are `KEYS_MAX_AGE_S` old. Fetches are rate-limited (`REFRESH_INTERVAL_S`), and
-requests that need one at the same moment share it: a flood of made-up `kid`s costs the provider
-at most one request per interval. While the provider is down or answers garbage, the keys already
-held keep working, tokens signed by other keys are refused (`invalid_token`), and a warning is
-logged now and then, not per request.
+`PyJWKClient` (with a timeout; the URL is http(s), checked at start) in a worker thread, so the
+event loop never waits on the network; the keys are kept, and fetched again when a token names
+a `kid` they lack, or when they are `KEYS_MAX_AGE_S` old. Fetches are rate-limited
+(`REFRESH_INTERVAL_S`), and requests that need one at the same moment share it: a flood of
+made-up `kid`s costs the provider at most one request per interval. While the provider is down
+or answers garbage, the keys already held keep working, tokens signed by other keys are refused
+(`invalid_token`), and a warning is logged now and then, not per request.
 
 Only asymmetric algorithms are accepted, each bound to its key (`none` and HS* never are, so a
 public key cannot be used as an HMAC secret); `exp` is required, `nbf` and `iat` are checked when
