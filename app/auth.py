@@ -18,13 +18,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import orjson
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.graphql.media_types import response_media_type
+from app.graphql.http_errors import refused_before_the_view
 from app.jwt_auth import JwtVerifier
 from app.rest.errors import Code, error_response
 
@@ -142,9 +141,7 @@ def unauthorized(scope: Scope, outcome: Outcome) -> Response:
         else "an Authorization: Bearer <token> header is required"
     )
     if scope["path"] == GRAPHQL_PATH:
-        body = {"errors": [{"message": message, "extensions": {"code": GRAPHQL_CODE}}]}
-        media_type = response_media_type(Headers(scope=scope).get("accept"))
-        return Response(orjson.dumps(body), 401, headers, media_type=media_type)
+        return refused_before_the_view(scope, 401, message, GRAPHQL_CODE, headers)
     return error_response(401, "Unauthorized", message, Code.UNAUTHORIZED, headers)
 
 

@@ -9,12 +9,11 @@ a GraphQL `{"errors": [...]}`. WebSocket and lifespan scopes pass through untouc
 
 from __future__ import annotations
 
-import orjson
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.graphql.media_types import response_media_type
+from app.graphql.http_errors import refused_before_the_view
 from app.rest.errors import Code, error_response
 
 GRAPHQL_PATH = "/graphql"
@@ -37,9 +36,7 @@ def too_large(scope: Scope, max_bytes: int) -> Response:
     code = Code.PAYLOAD_TOO_LARGE
     if scope["path"] != GRAPHQL_PATH:
         return error_response(413, "Payload Too Large", msg, code, headers)
-    media_type = response_media_type(Headers(scope=scope).get("accept"))
-    body = orjson.dumps({"errors": [{"message": msg, "extensions": {"code": code.value}}]})
-    return Response(body, 413, headers, media_type=media_type)
+    return refused_before_the_view(scope, 413, msg, code.value, headers)
 
 
 class BodyLimit:

@@ -84,8 +84,9 @@ _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable
 
 
 # SQLite gives a column declared JSONB numeric affinity: a JSON document that is a bare number
-# would come back as an int or a float. Read every JSONB value back as the text it was written as
-# (a top-level float keeps SQLite's 15 significant digits).
+# would come back as an int or a float. Read every JSONB value back as text. Only a file not yet
+# at the fifth migration has such columns: it declares `messages` and `sbx_config` TEXT, which
+# keeps a bare number's every digit.
 sqlite3.register_converter("JSONB", bytes.decode)
 
 # Errors that mean "the database refused this write" on either engine.

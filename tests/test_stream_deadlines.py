@@ -146,24 +146,30 @@ WRITES = 3000
 WAL_BOUND_BYTES = 8_000_000
 
 
+async def largest_wal_beside_writes(make_session: SessionFactory, wal: str) -> int:
+    """The largest the WAL file at `wal` grew while WRITES sessions were created (looked at
+    every 100 writes and at the end)."""
+    largest = 0
+    for n in range(WRITES):
+        await make_session()
+        if n % 100 == 0:
+            largest = max(largest, size_of(wal))
+    return max(largest, size_of(wal))
+
+
 async def test_a_stalled_sqlite_stream_lets_the_wal_be_checkpointed(
     settings: Settings, db: Database, make_session: SessionFactory
 ) -> None:
     if db.is_postgres:
         pytest.skip("SQLite's WAL")
-    wal = settings.database_url.removeprefix("sqlite:///") + "-wal"
+    wal = settings.sqlite_path + "-wal"
     seeded = [str((await make_session())["id"]) for _ in range(300)]
     everything = listing.select(listing.shape(SessionFilter()), NEWEST_FIRST, limited=False)
     rows = db.stream(everything.bind(dialect_of(db.engine)), batch_size=100, pages=keyset_pages(db))
     try:
         # The reader takes one row and stalls, its batch of 100 read.
         listed = [str((await anext(rows))["id"])]
-        largest = 0
-        for n in range(WRITES):
-            await make_session()
-            if n % 100 == 0:
-                largest = max(largest, size_of(wal))
-        largest = max(largest, size_of(wal))
+        largest = await largest_wal_beside_writes(make_session, wal)
         listed += [str(row["id"]) async for row in rows]
     finally:
         await rows.aclose()
@@ -184,7 +190,7 @@ async def test_a_stalled_http_stream_on_sqlite_lets_the_wal_be_checkpointed(
         pytest.skip("SQLite's WAL")
     # The client stalls for longer than the writes take: only the pages can free the WAL.
     monkeypatch.setattr(streaming, "STREAM_WRITE_TIMEOUT_S", 60.0)
-    wal = settings.database_url.removeprefix("sqlite:///") + "-wal"
+    wal = settings.sqlite_path + "-wal"
     # More than a page (500 rows) and more than the buffers hold (6 MB), so the stream stalls
     # in the middle of the list.
     seeded = [
@@ -193,12 +199,7 @@ async def test_a_stalled_http_stream_on_sqlite_lets_the_wal_be_checkpointed(
     async with served(settings, app_state) as base:
         stalled = await stalled_client(base, close=True)
         await until(lambda: db.streams_open == 1, DEADLINE_S)
-        largest = 0
-        for n in range(WRITES):
-            await make_session()
-            if n % 100 == 0:
-                largest = max(largest, size_of(wal))
-        largest = max(largest, size_of(wal))
+        largest = await largest_wal_beside_writes(make_session, wal)
         async with asyncio.timeout(DEADLINE_S):
             answer = await read_to_the_end(stalled)
         stalled.close()

@@ -22,13 +22,15 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
+from starlette.datastructures import Headers
 from starlette.responses import Response
+from starlette.types import Scope
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 from app.graphql.errors import BAD_USER_INPUT, INTERNAL_SERVER_ERROR
-from app.graphql.media_types import JSON
+from app.graphql.media_types import JSON, response_media_type
 
 BAD_REQUEST = "BAD_REQUEST"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
@@ -63,12 +65,29 @@ class RequestError(HTTPException):
         self.headers = dict(headers or {})
 
 
+def error_response(
+    status: int, message: str, code: str, headers: Mapping[str, str] | None, media_type: str
+) -> Response:
+    """A request refused before anything runs: `{"errors": [...]}` with `code`, never plain
+    text."""
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(orjson.dumps(body), status, headers, media_type=media_type)
+
+
+def refused_before_the_view(
+    scope: Scope, status: int, message: str, code: str, headers: Mapping[str, str]
+) -> Response:
+    """As `error_response`, for a middleware refusing a request to `/graphql` (a 401, a 413):
+    in the media type the request's `Accept` asks for."""
+    media_type = response_media_type(Headers(scope=scope).get("accept"))
+    return error_response(status, message, code, headers, media_type)
+
+
 def refusal(error: HTTPException, media_type: str) -> Response:
-    """The answer to a request refused with `error`: `{"errors": [...]}`, never plain text."""
+    """The answer to a request refused with `error`."""
     code = error.code if isinstance(error, RequestError) else _CODE_OF_STATUS.get(error.status_code)
     headers = error.headers if isinstance(error, RequestError) else {}
-    body = {"errors": [{"message": error.reason, "extensions": {"code": code or BAD_REQUEST}}]}
-    return Response(orjson.dumps(body), error.status_code, headers, media_type=media_type)
+    return error_response(error.status_code, error.reason, code or BAD_REQUEST, headers, media_type)
 
 
 def operation_not_found(name: str | None) -> ExecutionResult:
