@@ -190,6 +190,22 @@ class Database:
         self._answered(started)
         return rows
 
+    async def fetch_value(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row of `sql` (None without a row): PostgreSQL text
+        with `$n` placeholders, prepared once per connection (asyncpg's statement cache), in
+        the bounds `fetch` keeps. For statements made whole elsewhere (`app.graphql.compiled`)."""
+        assert isinstance(self.engine, PostgresEngine) and self.engine.pool is not None
+        started = time.monotonic()
+        with self._faults():
+            connection = self._current.get()
+            if connection is not None:
+                value = await self._timed(connection, connection.fetchval(sql, *args))
+            else:
+                async with self._lease() as connection:
+                    value = await self._timed(connection, connection.fetchval(sql, *args))
+        self._answered(started)
+        return value
+
     async def fetchrow(self, query: str | QueryString, *args: Any) -> Any:
         rows = await self.fetch(query, *args)
         return rows[0] if rows else None
