@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import (
@@ -83,6 +85,29 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open")
 
 
+# What a statement may leave on its session past its transaction (settings, cursors WITH HOLD,
+# LISTEN, session advisory locks, prepared statements, temporary tables): the pool resets
+# nothing between leases (asyncpg's reset query is a round trip per statement), so a lease that
+# ran one of these ends with its connection closed. The store's statements have none of them.
+_SESSION_STATE = re.compile(
+    r"(?:^|;)\s*(?:SET|RESET|LISTEN|DECLARE|PREPARE|DO)\b"
+    r"|\bCREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\b"
+    r"|\bset_config\s*\(|\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _leaves_session_state(sql: str) -> bool:
+    return _SESSION_STATE.search(sql) is not None
+
+
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    """The pool's reset: asyncpg still rolls back a transaction left open (none is: every
+    transaction here ends, or its connection is terminated); nothing else is set (see
+    `_SESSION_STATE`)."""
+
+
 # SQLite gives a column declared JSONB numeric affinity: a JSON document that is a bare number
 # would come back as an int or a float. Read every JSONB value back as text. Only a file not yet
 # at the fifth migration has such columns: it declares `messages` and `sbx_config` TEXT, which
@@ -132,13 +157,17 @@ class Database:
         self._down_since: float | None = None
         self._refused = 0
         self._refused_at = 0.0
+        # The leased connections that ran a statement leaving session state (`_SESSION_STATE`).
+        self._stateful: set[Any] = set()
 
     async def open(self) -> None:
         if isinstance(self.engine, PostgresEngine):
             # No floor of connections: asyncpg would keep trying to restore it through an
             # outage, a warning with its traceback each time. One is opened here all the same,
             # so that a server that cannot reach its database does not start.
-            await self.engine.start_connection_pool(min_size=0, max_size=self.pool_size)
+            await self.engine.start_connection_pool(
+                min_size=0, max_size=self.pool_size, reset=_nothing_to_reset
+            )
             pool = self.engine.pool
             assert pool is not None
             async with pool.acquire():
@@ -179,11 +208,15 @@ class Database:
                 sql, sql_args = querystring.compile_string(engine_type=self.engine.engine_type)
                 connection = self._current.get()
                 if connection is not None:
+                    if _leaves_session_state(sql):
+                        self._stateful.add(connection)
                     rows: list[Any] = await self._timed(
                         connection, connection.fetch(sql, *sql_args)
                     )
                 else:
                     async with self._lease() as connection:
+                        if _leaves_session_state(sql):
+                            self._stateful.add(connection)
                         rows = await self._timed(connection, connection.fetch(sql, *sql_args))
             else:
                 rows = await self.engine.run_querystring(querystring)
@@ -194,14 +227,19 @@ class Database:
         """The first column of the first row of `sql` (None without a row): PostgreSQL text
         with `$n` placeholders, prepared once per connection (asyncpg's statement cache), in
         the bounds `fetch` keeps. For statements made whole elsewhere (`app.graphql.compiled`)."""
-        assert isinstance(self.engine, PostgresEngine) and self.engine.pool is not None
+        assert isinstance(self.engine, PostgresEngine)
+        assert self.engine.pool is not None
         started = time.monotonic()
         with self._faults():
             connection = self._current.get()
             if connection is not None:
+                if _leaves_session_state(sql):
+                    self._stateful.add(connection)
                 value = await self._timed(connection, connection.fetchval(sql, *args))
             else:
                 async with self._lease() as connection:
+                    if _leaves_session_state(sql):
+                        self._stateful.add(connection)
                     value = await self._timed(connection, connection.fetchval(sql, *args))
         self._answered(started)
         return value
@@ -282,8 +320,12 @@ class Database:
         try:
             yield connection
         finally:
+            if self._stateful and connection in self._stateful:
+                self._stateful.discard(connection)
+                # Its session may hold what the next lease must not find: closed, not reset.
+                connection.terminate()
             try:
-                # Resetting the connection is a round trip: bounded too.
+                # Rolling back a transaction left open is a round trip: bounded too.
                 await pool.release(connection, timeout=self._deadline_s or POOL_WAIT_S)
             except Exception:
                 # asyncpg has terminated it; the pool opens another when one is needed.
