@@ -1,16 +1,20 @@
-"""The baseline: the same three reads as our REST paths, written directly on Starlette, asyncpg
-and orjson, with nothing else in between. PostgreSQL only (`DATABASE_URL`).
+"""The baseline: the same three reads and the creation of our REST paths, written directly on
+Starlette, asyncpg and orjson, with nothing else in between. PostgreSQL only (`DATABASE_URL`).
 
     DATABASE_URL=postgres://… .venv/bin/python -m uvicorn bench.raw_server:app --port 8001
 
 The bodies are byte-for-byte what our server answers for the same rows (`GET /sessions/{id}`,
 `GET /sessions?limit=N` with its next cursor, and `GET /sessions` streamed), so a difference in
-speed or memory is the cost of our layers, not of a different output."""
+speed or memory is the cost of our layers, not of a different output. `POST /sessions` answers
+ours too (201, `Location`, `ETag: "1"`, the same body) with one `INSERT … RETURNING`, but checks
+only that `repo` and `target_branch` are text, and names the session itself: a title from the
+first line of the first message and a branch unique per request (`raw/<uuid>`), with no namer."""
 
 from __future__ import annotations
 
 import base64
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +33,12 @@ COLUMNS = (
     "created_at, updated_at, version"
 )
 NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
+INSERT = (
+    "INSERT INTO session (repo, target_branch, title, branch, messages, parent) "
+    "VALUES ($1, $2, $3, $4, $5::text::jsonb, $6) RETURNING id"
+)
+CREATED = "Session created successfully"
+TITLE_MAX = 80
 JSON = "application/json"
 CHUNK = 65536
 
@@ -69,6 +79,45 @@ async def get_session(request: Request) -> Response:
         orjson.dumps({"session": _session(row)}),
         media_type=JSON,
         headers={"ETag": f'"{row["version"]}"'},
+    )
+
+
+def _title(messages: Any) -> str:
+    """The first line of the first message's content, cut to TITLE_MAX characters."""
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        content = messages[0].get("content")
+        if isinstance(content, str) and (line := content.strip().split("\n", 1)[0].strip()):
+            return line[:TITLE_MAX]
+    return "Untitled session"
+
+
+async def create_session(request: Request) -> Response:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return _error(400, "Bad Request", "Invalid JSON", "INVALID_INPUT")
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(key), str) and body[key] for key in ("repo", "target_branch")
+    ):
+        return _error(400, "Bad Request", "repo and target_branch are required", "INVALID_INPUT")
+    messages = body.get("messages")
+    parent = body.get("parent")
+    pool: asyncpg.Pool = request.state.pool
+    session_id = await pool.fetchval(
+        INSERT,
+        body["repo"],
+        body["target_branch"],
+        _title(messages),
+        f"raw/{uuid.uuid4()}",
+        None if messages is None else orjson.dumps(messages).decode(),
+        None if parent is None else UUID(parent),
+    )
+    body_out = {"success": True, "message": CREATED, "id": str(session_id)}
+    return Response(
+        orjson.dumps(body_out),
+        201,
+        media_type=JSON,
+        headers={"ETag": '"1"', "Location": f"/sessions/{session_id}"},
     )
 
 
@@ -136,6 +185,7 @@ async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
 app = Starlette(
     routes=[
         Route("/sessions", list_sessions, methods=["GET"]),
+        Route("/sessions", create_session, methods=["POST"]),
         Route("/sessions/{session_id}", get_session, methods=["GET"]),
     ],
     lifespan=lifespan,

@@ -8,7 +8,9 @@ A fresh database is built by the project's own migrations, so it has every const
 the server relies on. Rows go in with one binary COPY on PostgreSQL and one executemany
 transaction on SQLite. Every row looks like a real session: a ~300-byte `messages` list, one of
 a few dozen repos, a branch unique in its repo, a mix of statuses, some with a sandbox
-configuration, and one in twenty the child of the session created just before it. No JSON
+configuration, and one in twenty the child of the session created just before it
+(`--parent-share` and `--message-bytes` change the last two: the issue 11 benchmark seeds 30%
+children and messages of about 1 KB). No JSON
 object in `messages` or `sbx_config` starts with an `id` key, so counting `{"id":"` in a
 response body counts sessions.
 """
@@ -55,8 +57,11 @@ COLUMNS = (
 Record = tuple[Any, ...]
 
 REPOS = 40
-# One session in PARENT_EVERY is the child of the session created just before it.
-PARENT_EVERY = 20
+# By default one session in twenty is the child of the session created just before it.
+PARENT_SHARE = 0.05
+# The two messages each session starts with take about this many bytes of JSON; a third one
+# (a tool's output) is added to reach a larger `message_bytes`.
+BASE_MESSAGE_BYTES = 300
 STATUSES = ("active", "active", "active", "pending", "completed", "completed", "archived")
 TOPICS = ("checkout", "billing", "search", "login", "export", "upload", "cache", "queue")
 SANDBOX = orjson.dumps({"image": "python:3.12-slim", "cpu": 2, "memory_mb": 4096}).decode()
@@ -64,9 +69,19 @@ SANDBOX = orjson.dumps({"image": "python:3.12-slim", "cpu": 2, "memory_mb": 4096
 NEWEST = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
-def session_records(count: int, *, seed: int = 1) -> Iterator[Record]:
+def session_records(
+    count: int,
+    *,
+    seed: int = 1,
+    parent_share: float = PARENT_SHARE,
+    message_bytes: int = BASE_MESSAGE_BYTES,
+) -> Iterator[Record]:
     """`count` sessions as tuples in COLUMNS order, newest first, deterministic for `seed`
-    (ids included, so two runs with the same seed make the same rows)."""
+    (ids included, so two runs with the same seed make the same rows). A share `parent_share`
+    of them, evenly spread, are children of the session before them; `messages` hold about
+    `message_bytes` bytes of JSON each."""
+    if not 0 <= parent_share <= 1:
+        raise ValueError(f"parent_share must be between 0 and 1, got {parent_share}")
     rng = random.Random(seed)
     previous: uuid.UUID | None = None
     # Distinct per seed, so appending twice to one database cannot collide on (repo, branch).
@@ -76,22 +91,27 @@ def session_records(count: int, *, seed: int = 1) -> Iterator[Record]:
         topic = TOPICS[i % len(TOPICS)]
         repo = f"acme/service-{i % REPOS:03d}"
         created = NEWEST - timedelta(seconds=i, microseconds=rng.randrange(1_000_000))
-        messages = orjson.dumps(
-            [
-                {
-                    "role": "user",
-                    "content": f"Please fix the flaky {topic} test in {repo} (#{i}); it fails "
-                    f"about one run in {rng.randrange(3, 20)} on CI since the last bump.",
-                },
-                {
-                    "role": "assistant",
-                    "content": f"Looking at src/{topic}/fixtures.py: the {topic} fixture "
-                    "shares state between tests, so I will isolate it and add a regression "
-                    "test.",
-                },
-            ]
-        ).decode()
-        parent = previous if i % PARENT_EVERY == PARENT_EVERY - 1 else None
+        conversation: list[dict[str, str]] = [
+            {
+                "role": "user",
+                "content": f"Please fix the flaky {topic} test in {repo} (#{i}); it fails "
+                f"about one run in {rng.randrange(3, 20)} on CI since the last bump.",
+            },
+            {
+                "role": "assistant",
+                "content": f"Looking at src/{topic}/fixtures.py: the {topic} fixture "
+                "shares state between tests, so I will isolate it and add a regression "
+                "test.",
+            },
+        ]
+        messages = orjson.dumps(conversation).decode()
+        if (room := message_bytes - len(messages)) > 64:
+            conversation.append({"role": "tool", "content": _tool_output(topic, i, room - 32)})
+            messages = orjson.dumps(conversation).decode()
+        # Exactly round(count * parent_share) children, spread evenly: where the running share
+        # passes a whole number.
+        child = int((i + 1) * parent_share) > int(i * parent_share)
+        parent = previous if child and previous is not None else None
         yield (
             session_id,
             repo,
@@ -107,6 +127,19 @@ def session_records(count: int, *, seed: int = 1) -> Iterator[Record]:
             1 + rng.randrange(4),
         )
         previous = session_id
+
+
+def _tool_output(topic: str, i: int, size: int) -> str:
+    """About `size` characters of a test run's log, different for every session."""
+    lines = []
+    length = 0
+    n = 0
+    while length < size:
+        line = f"tests/{topic}/test_{topic}_{n}.py::test_case_{i}_{n} PASSED [{n % 100:3d}%]"
+        lines.append(line)
+        length += len(line) + 2  # the newline, escaped in JSON
+        n += 1
+    return "\n".join(lines)[:size]
 
 
 def _sqlite_record(record: Record) -> Record:
@@ -167,23 +200,31 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-async def seed(url: str, rows: int, *, seed: int = 1) -> None:
-    """Append `rows` sessions to the migrated database at `url`."""
+async def seed(
+    url: str,
+    rows: int,
+    *,
+    seed: int = 1,
+    parent_share: float = PARENT_SHARE,
+    message_bytes: int = BASE_MESSAGE_BYTES,
+) -> None:
+    """Append `rows` sessions to the migrated database at `url` (see `session_records`)."""
+    records = session_records(
+        rows, seed=seed, parent_share=parent_share, message_bytes=message_bytes
+    )
     if is_postgres(url):
         connection = await asyncpg.connect(url)
         try:
-            await connection.copy_records_to_table(
-                "session", records=session_records(rows, seed=seed), columns=COLUMNS
-            )
+            await connection.copy_records_to_table("session", records=records, columns=COLUMNS)
             # Sets hint bits and statistics now, so the first measured read does not pay for it.
             await connection.execute("VACUUM ANALYZE session")
         finally:
             await connection.close()
     else:
-        await asyncio.to_thread(_seed_sqlite, _sqlite_path(url), rows, seed)
+        await asyncio.to_thread(_seed_sqlite, _sqlite_path(url), records)
 
 
-def _seed_sqlite(path: str, rows: int, seed: int) -> None:
+def _seed_sqlite(path: str, records: Iterator[Record]) -> None:
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("PRAGMA foreign_keys = ON")
@@ -191,7 +232,7 @@ def _seed_sqlite(path: str, rows: int, seed: int) -> None:
         connection.executemany(
             f"INSERT INTO session ({', '.join(COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in COLUMNS)})",
-            map(_sqlite_record, session_records(rows, seed=seed)),
+            map(_sqlite_record, records),
         )
         connection.execute("COMMIT")
         connection.execute("ANALYZE")
@@ -219,11 +260,18 @@ async def count(url: str) -> int:
 
 
 async def prepare(
-    engine: str, target: str, rows: int, *, reuse: bool = False, seed_value: int = 1
+    engine: str,
+    target: str,
+    rows: int,
+    *,
+    reuse: bool = False,
+    seed_value: int = 1,
+    parent_share: float = PARENT_SHARE,
+    message_bytes: int = BASE_MESSAGE_BYTES,
 ) -> str:
     """The URL of a database `target` (a PostgreSQL database name or a SQLite path) holding
     exactly `rows` seeded sessions: built fresh, or with `reuse`, kept when it already holds
-    that many."""
+    that many (whatever options seeded them)."""
     url = f"{POSTGRES_SERVER}/{target}" if engine == "postgres" else f"sqlite:///{target}"
     if reuse:
         try:
@@ -235,13 +283,20 @@ async def prepare(
         url = await fresh_postgres(target)
     else:
         url = await fresh_sqlite(Path(target))
-    await timed_seed(url, rows, seed_value)
+    await timed_seed(url, rows, seed_value, parent_share=parent_share, message_bytes=message_bytes)
     return url
 
 
-async def timed_seed(url: str, rows: int, seed_value: int = 1) -> None:
+async def timed_seed(
+    url: str,
+    rows: int,
+    seed_value: int = 1,
+    *,
+    parent_share: float = PARENT_SHARE,
+    message_bytes: int = BASE_MESSAGE_BYTES,
+) -> None:
     started = time.perf_counter()
-    await seed(url, rows, seed=seed_value)
+    await seed(url, rows, seed=seed_value, parent_share=parent_share, message_bytes=message_bytes)
     elapsed = time.perf_counter() - started
     print(
         f"seeded {rows:,} sessions into {url} in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s)",
@@ -261,13 +316,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--seed", type=int, default=1, help="random seed; appending again needs another one"
     )
+    parser.add_argument(
+        "--parent-share",
+        type=float,
+        default=PARENT_SHARE,
+        help=f"share of sessions with a parent (default {PARENT_SHARE})",
+    )
+    parser.add_argument(
+        "--message-bytes",
+        type=int,
+        default=BASE_MESSAGE_BYTES,
+        help=f"about how many bytes of messages a session has (default {BASE_MESSAGE_BYTES})",
+    )
     args = parser.parse_args(argv)
+    shape = {"parent_share": args.parent_share, "message_bytes": args.message_bytes}
 
     async def run() -> str:
         if args.kind == "url":
-            await timed_seed(args.target, args.rows, args.seed)
+            await timed_seed(args.target, args.rows, args.seed, **shape)
             return str(args.target)
-        return await prepare(args.kind, args.target, args.rows, seed_value=args.seed)
+        return await prepare(args.kind, args.target, args.rows, seed_value=args.seed, **shape)
 
     print(asyncio.run(run()))
 

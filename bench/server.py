@@ -1,5 +1,6 @@
 """Server processes for the benchmarks: ours (`session-inbox serve`) and the raw baseline, each
-a uvicorn single worker on 127.0.0.1, and a sampler of their resident memory."""
+a uvicorn single worker on 127.0.0.1 (or any command, with `start`), and a sampler of their
+resident memory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,39 +67,79 @@ def raw_command(port: int, log_level: str) -> list[str]:
     ]
 
 
+# Whether a server answers: by default a page of one session.
+Probe = Callable[[httpx.Client], bool]
+
+
+def _lists_a_page(client: httpx.Client) -> bool:
+    return client.get("/sessions", params={"limit": 1}).status_code == 200
+
+
 @contextmanager
 def serve(
-    name: str, database_url: str, *, raw: bool = False, log_level: str = "info"
+    name: str,
+    database_url: str,
+    *,
+    raw: bool = False,
+    log_level: str = "info",
+    env: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """Our server (or with `raw`, the baseline) over `database_url`, ready to answer; stopped
     with SIGINT, as a terminal would, on exit. It runs in an empty working directory, so no
-    `.env` file is read, with migrations off: the database is expected to be migrated."""
+    `.env` file is read, with migrations off: the database is expected to be migrated. `env`
+    adds settings (API_TOKENS, REDIS_URL…); `headers` go with the readiness probe."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in _CLEARED}
-    env.update(DATABASE_URL=database_url, RUN_MIGRATIONS="false", LOG_LEVEL=log_level)
+    settings = {"DATABASE_URL": database_url, "RUN_MIGRATIONS": "false", "LOG_LEVEL": log_level}
     command = raw_command(port, log_level) if raw else ours_command(port)
+    with start(name, command, port, {**settings, **(env or {})}, headers=headers) as server:
+        yield server
+
+
+@contextmanager
+def start(
+    name: str,
+    command: list[str],
+    port: int,
+    env: Mapping[str, str],
+    *,
+    probe: Probe = _lists_a_page,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Server]:
+    """`command`, listening on `port`, with the caller's environment (less the settings that
+    would change what our server does) plus `env`, in an empty working directory; yielded once
+    `probe` says it answers, and stopped with SIGINT on exit."""
+    environ = {key: value for key, value in os.environ.items() if key not in _CLEARED}
+    environ.update(env)
     with tempfile.TemporaryDirectory(prefix="session-inbox-bench-") as workdir:
         log = Path(workdir) / "server.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT
+                command, cwd=workdir, env=environ, stdout=output, stderr=subprocess.STDOUT
             )
         server = Server(name, process, f"http://127.0.0.1:{port}", log)
         try:
-            _wait_ready(server)
+            _wait_ready(server, timeout, probe=probe, headers=headers)
             yield server
         finally:
             _stop(process)
 
 
-def _wait_ready(server: Server, timeout: float = 30.0) -> None:
+def _wait_ready(
+    server: Server,
+    timeout: float = 30.0,
+    *,
+    probe: Probe = _lists_a_page,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=server.base_url, timeout=2.0) as client:
+    with httpx.Client(base_url=server.base_url, timeout=2.0, headers=headers) as client:
         while True:
             if server.process.poll() is not None:
                 raise RuntimeError(f"{server.name} exited at start:\n{tail(server.log)}")
             try:
-                if client.get("/sessions", params={"limit": 1}).status_code == 200:
+                if probe(client):
                     return
             except httpx.TransportError:
                 pass

@@ -107,10 +107,17 @@ def _warm_up(client: httpx.Client) -> None:
 
 
 def measure(
-    server: Server, engine: str, expected: int, attempts: int, sample_s: float
+    server: Server,
+    engine: str,
+    expected: int,
+    attempts: int,
+    sample_s: float,
+    headers: dict[str, str] | None = None,
 ) -> list[Run]:
+    """`attempts` streams of the whole table from `server`, after its warm-up and idle RSS."""
     runs = []
-    with httpx.Client(base_url=server.base_url, timeout=httpx.Timeout(120.0)) as client:
+    timeout = httpx.Timeout(120.0)
+    with httpx.Client(base_url=server.base_url, timeout=timeout, headers=headers) as client:
         _warm_up(client)
         baseline = _settled_rss(server.pid, sample_s)
         for attempt in range(1, attempts + 1):

@@ -430,7 +430,8 @@ def _table(
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's settings, from command-line arguments (the defaults without any)."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.subscribers", description=__doc__.split("\n")[0]
     )
@@ -455,8 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variants {sorted(unknown)}: choose from {', '.join(VARIANTS)}")
     if args.compression == "none":
         args.compression = None
-    _raise_fd_limit(args.subscribers)
+    return args
 
+
+def run(args: argparse.Namespace) -> tuple[list[Fanout], Relay | None]:
+    """The benchmark, from its own database, Redis and server to their removal."""
+    _raise_fd_limit(args.subscribers)
     url = f"{seed.POSTGRES_SERVER}/bench_subscribers_{os.getpid()}"
     try:
         asyncio.run(seed.fresh_postgres(url.rsplit("/", 1)[1]))
@@ -466,9 +471,19 @@ def main(argv: list[str] | None = None) -> int:
             _serve(url, redis.url) as server,
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
         ):
-            fanouts, relayed = runner.run(measure(server, args))
+            return runner.run(measure(server, args))
     finally:
         asyncio.run(seed.drop(url))
+
+
+def failed(fanouts: list[Fanout], relayed: Relay | None) -> bool:
+    """Whether an event went undelivered or a subscription got an error."""
+    return any(f.error or f.share < 1 for f in fanouts) or bool(relayed and relayed.error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fanouts, relayed = run(args)
 
     if args.json:
         runs: dict[str, Any] = {
@@ -478,8 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         print(orjson.dumps(runs).decode())
     else:
         print_table(fanouts, relayed, markdown=args.markdown)
-    failed = any(f.error or f.share < 1 for f in fanouts) or (relayed and relayed.error)
-    return 2 if failed else 0
+    return 2 if failed(fanouts, relayed) else 0
 
 
 if __name__ == "__main__":
