@@ -48,6 +48,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     graphiql: bool = True
     introspection: bool = True
+    # Queries answered by one SQL statement once seen (PostgreSQL; `app.graphql.compiled`).
+    compiled_reads: bool = True
     max_body_bytes: int = 1_048_576
     max_query_depth: int = 10
     max_aliases: int = 30
@@ -184,6 +186,7 @@ def load_settings(
         cors_origins=get("CORS_ORIGINS", lambda _k, v: _csv(v), defaults.cors_origins),
         graphiql=get("GRAPHIQL", _bool, True),
         introspection=get("INTROSPECTION", _bool, True),
+        compiled_reads=get("COMPILED_READS", _bool, True),
         max_body_bytes=get(
             "MAX_BODY_BYTES", lambda k, v: _int(k, v, minimum=1024), defaults.max_body_bytes
         ),

@@ -183,3 +183,34 @@ class Page:
 
     def cursor(self, row: Any) -> str:
         return encode_cursor(self.order.field, row)
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """How a page is read, as the paging arguments decide: `limit` rows past the cursors,
+    walking backward (then turned around) or forward."""
+
+    limit: int
+    backward: bool
+    after: Cursor | None
+    before: Cursor | None
+
+
+def paging(
+    order: SessionOrder,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
+    max_page: int = MAX_PAGE,
+) -> Paging:
+    """The reading of `first` rows after `after`, or `last` rows before `before`; InvalidInput
+    naming the argument for a size out of range, both sizes, or a cursor that is not one."""
+    if first is not None and last is not None:
+        raise InvalidInput("give first or last, not both", "last")
+    backward = last is not None or (before is not None and first is None)
+    limit = page_size(last if backward else first, "last" if backward else "first", max_page)
+    after_cursor = None if after is None else decode_cursor(after, order.field, "after")
+    before_cursor = None if before is None else decode_cursor(before, order.field, "before")
+    return Paging(limit, backward, after_cursor, before_cursor)

@@ -20,6 +20,11 @@ SQL = re.compile(
 # The rooms where SQL may be written: the store, the database handle, and the migration runner
 # (which takes Piccolo's migration lock).
 SQL_ROOMS = ("store/", "db.py", "migrate.py")
+# The one module that writes its statements as text: it turns a query plan into SQL text made
+# once per shape, where Piccolo's QueryString would compile anew per request. What it puts in
+# its f-strings is only ever its own aliases, column names of the schema, integers and `$n`
+# placeholders; every value a client gives is a parameter.
+F_STRING_SQL = ("store/json_reads.py",)
 
 
 def _name(path: Path) -> str:
@@ -60,7 +65,8 @@ def test_no_sql_is_built_by_f_string_nor_outside_the_store(path: Path) -> None:
     in_room = _name(path).startswith(SQL_ROOMS)
     for line, text, is_f_string in _strings(ast.parse(path.read_text())):
         if SQL.search(text):
-            assert not is_f_string, f"{_name(path)}:{line} builds SQL with an f-string"
+            if _name(path) not in F_STRING_SQL:
+                assert not is_f_string, f"{_name(path)}:{line} builds SQL with an f-string"
             assert in_room, f"{_name(path)}:{line} holds SQL outside the store"
 
 

@@ -92,6 +92,13 @@ class DocumentCache:
         entry = self._entries.get(key)
         return None if entry is None else entry.errors.get(rules)
 
+    def validated(self, key: bytes) -> DocumentNode | None:
+        """The kept document of `key` if it was validated and found valid, else None."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.errors or any(entry.errors.values()):
+            return None
+        return entry.document
+
     def keep_errors(self, key: bytes, rules: Rules, errors: list[GraphQLError]) -> None:
         """Keep the errors of a kept document under `rules` (they refer to its nodes, whose
         size it counts)."""

@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 
 from app.config import Settings
 from app.graphql.caches import CachedDocuments, DocumentCache, Rules, Validate
+from app.graphql.compiled import CompiledReads
 from app.graphql.context import FreshLoaders
 from app.graphql.cost import QUERY_TOO_COMPLEX, QueryCostRule
 from app.graphql.errors import MaskUnexpectedErrors, is_unexpected
@@ -43,6 +44,8 @@ class InboxSchema(strawberry.Schema):
     # Whether execution's messages (a variable's value coerced) leave out "Did you mean …?"
     # suggestions, as validation's do with `validator`; set when introspection is off.
     hide_suggestions = False
+    # The plans of its documents' queries, answered by one SQL statement each.
+    compiled: CompiledReads
 
     def _get_custom_context_kwargs(
         self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
@@ -101,7 +104,7 @@ def validator(settings: Settings) -> Validate:
 
 def build_schema(
     settings: Settings | None = None, document_cache: DocumentCache | None = None
-) -> strawberry.Schema:
+) -> InboxSchema:
     """The contract's schema with the limits of `settings` (default: the defaults), keeping
     documents in `document_cache` (default: one of its own)."""
     settings = settings or Settings()
@@ -130,4 +133,5 @@ def build_schema(
         execution_context_class=InboxExecutionContext,
     )
     schema.hide_suggestions = not settings.introspection
+    schema.compiled = CompiledReads(schema._schema, document_cache)
     return schema

@@ -30,6 +30,7 @@ from strawberry.types.unset import UnsetType
 
 from app.auth import Authenticator, Outcome
 from app.config import Settings
+from app.graphql.compiled import CompiledReads
 from app.graphql.context import Context
 from app.graphql.http_errors import (
     METHOD_NOT_ALLOWED,
@@ -42,7 +43,7 @@ from app.graphql.http_errors import (
 from app.graphql.http_request import body_parameters, query_parameters
 from app.graphql.media_types import response_media_type
 from app.graphql.scalars import decode_json
-from app.graphql.schema import build_schema
+from app.graphql.schema import InboxSchema, build_schema
 from app.state import AppState
 
 # A WebSocket that has not sent `connection_init` by then is closed with 4408. A client sends it
@@ -69,9 +70,18 @@ class SocketContext(Context):
 
 
 class GraphQLView(GraphQL[Context, None]):
-    def __init__(self, *args: Any, authenticator: Authenticator, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        schema: InboxSchema,
+        *args: Any,
+        authenticator: Authenticator,
+        compiled_reads: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(schema, *args, **kwargs)
         self.authenticator = authenticator
+        # The compiled read path (`app.graphql.compiled`), or None when it is turned off.
+        self.compiled: CompiledReads | None = schema.compiled if compiled_reads else None
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -101,13 +111,38 @@ class GraphQLView(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        # As Strawberry's, but a refused request is answered in JSON, not in plain text.
         request = Request(scope, receive)
-        try:
-            response = await self.run(request)
-        except HTTPException as error:
-            response = refusal(error, response_media_type(request.headers.get("accept")))
+        response = await self.compiled_answer(request)
+        if response is None:
+            # As Strawberry's, but a refused request is answered in JSON, not in plain text.
+            try:
+                response = await self.run(request)
+            except HTTPException as error:
+                response = refusal(error, response_media_type(request.headers.get("accept")))
         await response(scope, receive, send)
+
+    async def compiled_answer(self, request: Request) -> Response | None:
+        """The answer of the compiled read path to a query it has a plan for, else None (and
+        Strawberry answers, the request's body read once for both)."""
+        if self.compiled is None or request.method not in OPERATIONS_OF_METHOD:
+            return None
+        try:
+            if request.method == "GET":
+                data = query_parameters(request.query_params)
+            else:
+                data = body_parameters(request.headers.get("content-type"), await request.body())
+        except RequestError:
+            return None  # Strawberry's run refuses it, as it says
+        if not data.query or data.extensions:
+            return None
+        state: AppState = request.state.inbox
+        text = await self.compiled.answer(
+            state.service.db, data.query, data.variables, data.operation_name
+        )
+        if text is None:
+            return None
+        media_type = response_media_type(request.headers.get("accept"))
+        return Response(b'{"data":' + text.encode() + b"}", media_type=media_type)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         # The media type the answer will have, chosen once the request is known, is carried to
@@ -133,7 +168,7 @@ class GraphQLView(GraphQL[Context, None]):
         # As Strawberry's, but what its schema raises before it executes becomes a request
         # error (a status and a code) or a result with the error, as the specification says.
         try:
-            return await self.schema.execute(
+            result = await self.schema.execute(
                 request_data.query,
                 variable_values=request_data.variables,
                 context_value=context,
@@ -152,6 +187,10 @@ class GraphQLView(GraphQL[Context, None]):
             raise RequestError(400, message) from error
         except MissingQueryError as error:
             raise RequestError(400, "no query") from error
+        if self.compiled is not None and request_data.query and not request_data.extensions:
+            # Validated now (or refused): next time, the compiled path may answer it.
+            self.compiled.learn(request_data.query, request_data.operation_name)
+        return result
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -212,5 +251,6 @@ def graphql_route(settings: Settings, authenticator: Authenticator) -> BaseRoute
         # A page that may call the API from another origin may subscribe from it too.
         allowed_origins=settings.cors_origins,
         authenticator=authenticator,
+        compiled_reads=settings.compiled_reads,
     )
     return HTTPAndWebSocketRoute("/graphql", view, methods=["GET", "POST"])

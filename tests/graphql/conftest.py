@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import strawberry
 from graphql import get_introspection_query
 
 from app.db import Database
 from app.graphql.context import Context
-from app.graphql.schema import build_schema
+from app.graphql.schema import InboxSchema, build_schema
 from app.service import SessionService
 
 TRANSPORTS = ("schema", "http")
@@ -42,7 +43,7 @@ Run = Callable[..., Awaitable[Result]]
 
 
 @pytest.fixture(scope="session")
-def schema() -> strawberry.Schema:
+def schema() -> InboxSchema:
     return build_schema()
 
 
@@ -59,18 +60,42 @@ async def types(schema: strawberry.Schema) -> Types:
 
 
 @pytest.fixture
-def execute(schema: strawberry.Schema, service: SessionService) -> Run:
+def execute(schema: InboxSchema, service: SessionService) -> Run:
     """Runs an operation through `schema.execute`, with a fresh context per call, as a request
-    would have."""
+    would have; then, on PostgreSQL, through the compiled read path too (`app.graphql.compiled`),
+    which must give the same answer whenever it answers."""
 
     async def run(query: str, **variables: Any) -> Result:
         result = await schema.execute(
             query, variable_values=variables or None, context_value=Context(service)
         )
-        errors = [error.formatted for error in result.errors or []]
-        return Result(result.data, [dict(error) for error in errors])
+        errors = [dict(error.formatted) for error in result.errors or []]
+        await compare_compiled(schema, service, query, variables, Result(result.data, errors))
+        return Result(result.data, errors)
 
     return run
+
+
+# How many answers of the compiled path the suite compared with Strawberry's, in this process.
+COMPILED_ANSWERS = [0]
+
+
+async def compare_compiled(
+    schema: InboxSchema,
+    service: SessionService,
+    query: str,
+    variables: dict[str, Any] | None,
+    expected: Result,
+) -> None:
+    """Asserts that the compiled read path, when it answers `query`, answers as Strawberry
+    did: the same data (compared parsed) and no errors."""
+    schema.compiled.learn(query, None)
+    text = await schema.compiled.answer(service.db, query, variables or None, None)
+    if text is None:
+        return
+    assert not expected.errors, f"compiled answered a query Strawberry refused: {expected.errors}"
+    assert orjson.loads(text) == expected.data, query
+    COMPILED_ANSWERS[0] += 1
 
 
 async def post(client: httpx.AsyncClient, query: str, **variables: Any) -> Result:
