@@ -20,6 +20,7 @@ from app.listing import (
     decode_cursor,
     page_size,
 )
+from app.listing import paging as listing_paging
 from app.model import Session
 from app.store import SessionStore
 
@@ -91,19 +92,17 @@ class SessionReads:
     ) -> Page:
         """One page in keyset order: `first` rows after `after`, or `last` rows before
         `before`; at most `max_page` rows."""
-        if first is not None and last is not None:
-            raise InvalidInput("give first or last, not both", "last")
-        backward = last is not None or (before is not None and first is None)
-        limit = page_size(last if backward else first, "last" if backward else "first", max_page)
-        after_cursor = None if after is None else decode_cursor(after, order.field, "after")
-        before_cursor = None if before is None else decode_cursor(before, order.field, "before")
+        paging = listing_paging(
+            order, first=first, after=after, last=last, before=before, max_page=max_page
+        )
+        backward, limit = paging.backward, paging.limit
         # Walking backward reads the order reversed, then turns the page around; one row more
         # than the page tells whether there is another.
         rows = await self.store.page(
             filter or SessionFilter(),
             order,
-            after=after_cursor,
-            before=before_cursor,
+            after=paging.after,
+            before=paging.before,
             backward=backward,
             limit=limit + 1,
         )
