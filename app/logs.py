@@ -1,20 +1,12 @@
 """Logging set-up: plain text lines, or one JSON object a line (`LOG_FORMAT=json`), each naming
-the request it was written for (`app.request_id`).
-
-Lines are formatted and written by a thread of their own (`BackgroundHandler`), so the event
-loop never waits on a pipe or a disk, and many lines go out in one write; the handler waits for
-the last of them when it is flushed or closed (`logging.shutdown`, which runs at exit)."""
+the request it was written for (`app.request_id`)."""
 
 from __future__ import annotations
 
 import logging
 import logging.config
-import sys
-import threading
-from contextlib import suppress
 from datetime import UTC, datetime
-from queue import Empty, SimpleQueue
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -32,11 +24,6 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     # uvicorn's coloured copy of its message.
     "color_message",
 }
-# Arguments a record may keep until the thread formats it: nothing can change them meanwhile.
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
-# The most records written in one go, and how long a flush or close waits for the thread.
-_BATCH = 1024
-_WAIT_S = 5.0
 
 
 class RequestIdFilter(logging.Filter):
@@ -80,121 +67,6 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class _Flushed:
-    """Put in the queue by `flush`: set once every record before it is written."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-class BackgroundHandler(logging.Handler):
-    """Writes its records to `stream` (default: stderr) from a thread: the caller only runs the
-    filters (the request id is read where the line was written) and queues the record.
-
-    A record keeps its arguments unformatted when none can change before the thread formats it
-    (strings, numbers); otherwise its message is formatted as it is queued. After `close`,
-    records are written at once, so a line logged at exit is not lost."""
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        super().__init__()
-        self.stream = sys.stderr if stream is None else stream
-        self._queue: SimpleQueue[Any] = SimpleQueue()
-        self._closed = False
-        self._thread = threading.Thread(target=self._write_queued, name="log-writer", daemon=True)
-        self._thread.start()
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        # No handler lock: the queue is thread-safe, and the thread is the only writer.
-        if not self.filter(record):
-            return False
-        self.emit(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._closed:
-            self._write([record])
-            return
-        args = record.args
-        if args and (
-            not isinstance(args, tuple) or any(type(arg) not in _IMMUTABLE for arg in args)
-        ):
-            record.msg, record.args = record.getMessage(), None
-        self._queue.put(record)
-
-    def flush(self) -> None:
-        """Returns once every record handed over before the call is written (or after
-        `_WAIT_S`, if the stream is stuck)."""
-        if self._closed or threading.current_thread() is self._thread:
-            self._flush_stream()
-            return
-        marker = _Flushed()
-        self._queue.put(marker)
-        marker.done.wait(_WAIT_S)
-
-    def close(self) -> None:
-        """Writes what is queued, then stops the thread."""
-        if not self._closed:
-            self._queue.put(_STOP)
-            self._thread.join(_WAIT_S)
-            self._closed = True
-        super().close()
-
-    def _write_queued(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            # Whatever else is waiting goes out in the same write.
-            try:
-                while len(batch) < _BATCH:
-                    batch.append(self._queue.get_nowait())
-            except Empty:
-                pass
-            records = [item for item in batch if isinstance(item, logging.LogRecord)]
-            self._write(records)
-            for item in batch:
-                if isinstance(item, _Flushed):
-                    item.done.set()
-            if any(item is _STOP for item in batch):
-                return
-
-    def _write(self, records: list[logging.LogRecord]) -> None:
-        lines = []
-        for record in records:
-            try:
-                lines.append(self.format(record) + "\n")
-            except Exception:
-                self.handleError(record)
-        if lines:
-            try:
-                self.stream.write("".join(lines))
-            except Exception:
-                self.handleError(records[-1])
-        self._flush_stream()
-
-    def _flush_stream(self) -> None:
-        # A stream closed under us (an exiting test runner's): nothing left to write to.
-        with suppress(OSError, ValueError):
-            self.stream.flush()
-
-
-def lean_records() -> None:
-    """What no line of ours writes is not gathered for each record: the caller's file and line
-    (a walk up the stack), the thread's and process's names and ids (a system call each). As
-    the logging HOWTO's "Optimization" section has it. Called wherever the logging
-    configuration is applied (the parent and every worker)."""
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-
-
-def _handler(stream: IO[str] | None = None) -> BackgroundHandler:
-    lean_records()
-    return BackgroundHandler(stream)
-
-
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A `logging.config.dictConfig` for `settings`. uvicorn applies it in every worker process,
     where configuring logging in the parent alone would not reach."""
@@ -209,7 +81,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
         "formatters": {"default": {"()": formatter}},
         "handlers": {
             "default": {
-                "()": _handler,
+                "class": "logging.StreamHandler",
                 "formatter": "default",
                 "filters": ["request_id"],
             }
