@@ -30,8 +30,10 @@ from strawberry.types.unset import UnsetType
 
 from app.auth import Authenticator, Outcome
 from app.config import Settings
+from app.db import DatabaseBusy
 from app.graphql.compiled import CompiledReads
 from app.graphql.context import Context
+from app.graphql.errors import SERVICE_UNAVAILABLE
 from app.graphql.http_errors import (
     METHOD_NOT_ALLOWED,
     RequestError,
@@ -136,12 +138,20 @@ class GraphQLView(GraphQL[Context, None]):
         if not data.query or data.extensions:
             return None
         state: AppState = request.state.inbox
-        text = await self.compiled.answer(
-            state.service.db, data.query, data.variables, data.operation_name
-        )
+        media_type = response_media_type(request.headers.get("accept"))
+        try:
+            text = await self.compiled.answer(
+                state.service.db, data.query, data.variables, data.operation_name
+            )
+        except DatabaseBusy as error:
+            result: GraphQLHTTPResponse = {
+                "data": None,
+                "errors": [{"message": str(error), "extensions": {"code": SERVICE_UNAVAILABLE}}],
+            }
+            status = status_of(result, media_type)
+            return Response(orjson.dumps(result), status, media_type=media_type)
         if text is None:
             return None
-        media_type = response_media_type(request.headers.get("accept"))
         return Response(b'{"data":' + text.encode() + b"}", media_type=media_type)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:

@@ -10,7 +10,8 @@ validated it (through the schema's document cache, with every limit), it is plan
 time, its plan runs. The plan's answers are Strawberry's, byte for byte once parsed (the suite
 checks each query it runs both ways). Whatever the plan cannot answer as Strawberry would goes
 to Strawberry: documents it cannot plan (see `plan`), variables or arguments that Strawberry
-would refuse (its errors are the answer), a database that cannot answer now, and SQLite."""
+would refuse (its errors are the answer), and SQLite. A database that cannot answer now is
+told at once as SERVICE_UNAVAILABLE for the whole operation, not waited for a second time."""
 
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ class CompiledReads:
         variables: Mapping[str, Any] | None,
         operation_name: str | None,
     ) -> str | None:
-        """The JSON text of the `data` of `query`, or None when Strawberry must answer it."""
+        """The JSON text of the `data` of `query`, or None when Strawberry must answer it;
+        `DatabaseBusy` when the database cannot answer now."""
         if not db.is_postgres:
             return None
         digest = self.documents.key(query)
@@ -111,7 +113,9 @@ class CompiledReads:
         try:
             text: str = await db.fetch_value(statement.sql, *statement.arguments(values))
         except DatabaseBusy:
-            return None  # Strawberry tells the client, as it tells any outage
+            # Told at once (the view answers SERVICE_UNAVAILABLE): Strawberry would wait for
+            # the database a second time, doubling the bound of the answer.
+            raise
         except Exception:
             # A statement this module made wrong: logged once, and the document goes to
             # Strawberry from now on.
