@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +13,7 @@ from piccolo.querystring import QueryString
 from app import model
 from app.db import Database
 from app.listing import SessionFilter
-from app.store import Conflict, Constraint, Idempotent, SessionStore, queries, schema
+from app.store import Conflict, Constraint, SessionStore, queries, schema
 from app.store.dialect import POSTGRES, SQLITE, Dialect
 from app.store.statement import Param, Statement
 from app.tables import InboxStatus
@@ -117,56 +116,29 @@ def _row(**fields: object) -> model.Session:
     return row  # type: ignore[return-value]
 
 
-async def insert(store: SessionStore, row: model.Session, key: str | None = None) -> Any:
-    """`row` created under its own branch only."""
-    return await store.create(
-        row, [row["branch"]], idempotency_key=key, fingerprint=None if key is None else "f"
-    )
-
-
-async def test_a_create_takes_the_first_free_branch_offered(store: SessionStore) -> None:
-    first = await insert(store, _row(branch="b"))
-    assert first is not None
-    second: Any = await store.create(
-        _row(branch="b"), ["b", "b-1", "b-2"], idempotency_key=None, fingerprint=None
-    )
-    third: Any = await store.create(
-        _row(branch="b"), ["b", "b-1", "b-2"], idempotency_key=None, fingerprint=None
-    )
-    assert [second["branch"], third["branch"]] == ["b-1", "b-2"]
-    # Every name taken: nothing is made, and no error.
-    assert (
-        await store.create(_row(branch="b"), ["b", "b-2"], idempotency_key=None, fingerprint=None)
-        is None
-    )
-    assert await store.count(SessionFilter()) == 3
-
-
 async def test_refused_writes_name_their_constraint(store: SessionStore) -> None:
-    first = await insert(store, _row(), key="k")
+    first = await store.insert(_row(), idempotency_key="k", fingerprint="f")
     assert first is not None
-    assert await insert(store, _row()) is None  # its branch is taken: nothing, no error
+    with pytest.raises(Conflict) as taken:
+        await store.insert(_row(), idempotency_key=None, fingerprint=None)
+    assert taken.value.constraint is Constraint.BRANCH
     with pytest.raises(Conflict) as orphan:
-        await insert(store, _row(branch="other", parent=uuid.uuid4()))
+        await store.insert(
+            _row(branch="other", parent=uuid.uuid4()), idempotency_key=None, fingerprint=None
+        )
     assert orphan.value.constraint is Constraint.PARENT
-    # A taken idempotency key is no error: nothing is made, and PostgreSQL finds the session
-    # it made in the same statement.
-    again = await insert(store, _row(branch="third"), key="k")
+    # A taken idempotency key is no error: no row comes back.
+    assert await store.insert(_row(branch="third"), idempotency_key="k", fingerprint="f") is None
     earlier = await store.idempotent("k")
     assert earlier is not None
     assert earlier.fingerprint == "f"
     assert dict(earlier.session) == dict(first)
-    if store.dialect.engine_type == "postgres":
-        assert isinstance(again, Idempotent)
-        assert again.fingerprint == "f"
-        assert dict(again.session) == dict(first)
-    else:
-        assert again is None
-    assert await store.count(SessionFilter()) == 1
 
 
 async def test_json_is_stored_and_read_as_its_text(store: SessionStore) -> None:
-    created = await insert(store, _row(messages="1.5", sbx_config='{"a": [1]}'))
+    created = await store.insert(
+        _row(messages="1.5", sbx_config='{"a": [1]}'), idempotency_key=None, fingerprint=None
+    )
     assert created is not None
     read = await store.get(created["id"])
     assert read is not None
@@ -179,9 +151,11 @@ async def test_json_is_stored_and_read_as_its_text(store: SessionStore) -> None:
 
 
 async def test_ancestry_walks_up_to_the_root(store: SessionStore) -> None:
-    root = await insert(store, _row(branch="root"))
+    root = await store.insert(_row(branch="root"), idempotency_key=None, fingerprint=None)
     assert root is not None
-    child = await insert(store, _row(branch="child", parent=root["id"]))
+    child = await store.insert(
+        _row(branch="child", parent=root["id"]), idempotency_key=None, fingerprint=None
+    )
     assert child is not None
     walk = await store.ancestry(child["id"], root["id"], 10)
     assert (walk.found, walk.cycle, walk.depth) == (True, True, 1)
@@ -195,7 +169,7 @@ async def test_ancestry_walks_up_to_the_root(store: SessionStore) -> None:
 async def test_an_append_adds_to_a_list_or_null_and_keeps_json_text(
     store: SessionStore, stored: str | None
 ) -> None:
-    created = await insert(store, _row(messages=stored))
+    created = await store.insert(_row(messages=stored), idempotency_key=None, fingerprint=None)
     assert created is not None
     before = orjson.loads(stored or "null") or []
     added = [2, "two", {"three": [3.5, True, None]}, [], {}]
@@ -230,7 +204,7 @@ async def test_an_append_adds_to_a_list_or_null_and_keeps_json_text(
 async def test_the_type_of_messages_has_json_s_name_on_both_engines(
     store: SessionStore, stored: str | None, kind: str
 ) -> None:
-    created = await insert(store, _row(messages=stored))
+    created = await store.insert(_row(messages=stored), idempotency_key=None, fingerprint=None)
     assert created is not None
     assert await store.messages_type(created["id"]) == kind
     appended = await store.append_messages(created["id"], "[1]", updated_at=datetime.now(UTC))

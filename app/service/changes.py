@@ -1,16 +1,15 @@
 """The changes to sessions (create, update, append to messages, delete) and every rule they keep:
 validation, naming, parents without cycles, versions and idempotency. Their events are written by
 the database in each change's transaction (the outbox's triggers); after a commit the service
-only wakes the relay. The module is long because each change's fast path (one statement) and
-its full path (read, check, write) keep the same rules, and are read best side by side."""
+only wakes the relay."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,16 +33,13 @@ from app.events import Events
 from app.model import JSON_FIELDS, NULLABLE, NewSession, Session, SessionChanges
 from app.naming import Namer, with_suffix
 from app.service.reads import MAX_ANCESTRY, SessionReads
-from app.store import Conflict, Constraint, Idempotent
+from app.store import Conflict, Constraint
 from app.tables import InboxStatus
 
 log = logging.getLogger(__name__)
 
-# Branch names offered to each insert, the generated one first, then with suffixes: the
-# first free one is taken.
-BRANCH_CANDIDATES = 8
-# Inserts tried before BRANCH_TAKEN: another only when concurrent creates took every name.
-BRANCH_ATTEMPTS = 4
+# Attempts at a free branch name when the generated one is taken in the repo.
+BRANCH_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,31 +51,6 @@ class Created:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _branches(branch: str) -> list[str]:
-    """`branch`, then BRANCH_CANDIDATES - 1 names with a random suffix, for when it is taken."""
-    suffixes = secrets.token_hex(3 * (BRANCH_CANDIDATES - 1))
-    return [branch] + [with_suffix(branch, suffixes[i : i + 6]) for i in range(0, len(suffixes), 6)]
-
-
-def _replayed(earlier: Idempotent, digest: str | None) -> Session:
-    """The session an idempotency key made, for a request of the same content (`digest`)."""
-    if earlier.fingerprint != digest:
-        raise IdempotencyMismatch(
-            "this idempotency key was used with a different request", "idempotency_key"
-        )
-    return earlier.session
-
-
-def _instant(namer: Any) -> bool:
-    """Whether `namer` names without I/O (`instant`), looking through the wrappers that keep
-    the one they wrap as `namer` (`MeasuredNamer`)."""
-    while not getattr(namer, "instant", False):
-        namer = getattr(namer, "namer", None)
-        if namer is None:
-            return False
-    return True
 
 
 class _ParentLockNeeded(Exception):
@@ -109,38 +80,29 @@ class SessionService(SessionReads):
     def __init__(self, db: Database, namer: Namer, events: Events) -> None:
         super().__init__(db, events)
         self.namer = namer
-        # A namer without I/O is asked before anything is read (see `create`).
-        self.names_instantly = _instant(namer)
 
     async def create(self, new: NewSession, *, idempotency_key: str | None = None) -> Created:
         """A new session, `active`, named by the namer. With an idempotency key, a retry with
-        the same content returns the first session; with other content it is refused.
-
-        With a namer that does no I/O (the local one) this is one statement: the insert picks
-        a free branch, shares the parent lock, meets the foreign key and finds an earlier
-        session with the key, all in it (`SessionStore.create`). A namer that asks a model is
-        asked only for a creation that can happen, so a retry and a missing parent are read
-        first; and before any connection is taken, so a slow namer cannot hold the pool."""
+        the same content returns the first session; with other content it is refused."""
         repo, target_branch, messages, parent = (
             new.repo,
             new.target_branch,
             new.messages,
             new.parent,
         )
-        digest = None
         if idempotency_key is not None:
             idempotency_key = validation.required_text(
                 "idempotency_key", idempotency_key, validation.IDEMPOTENCY_KEY_MAX
             )
-            digest = validation.fingerprint(repo, target_branch, messages, str(parent or ""))
-        if not self.names_instantly:
-            if idempotency_key is not None:
-                earlier = await self.store.idempotent(idempotency_key)
-                if earlier is not None:
-                    return Created(_replayed(earlier, digest), replayed=True)
-            if parent is not None and not await self.store.exists(parent):
-                raise ParentNotFound("parent session does not exist", "parent")
+        digest = validation.fingerprint(repo, target_branch, messages, str(parent or ""))
+        if idempotency_key is not None:
+            earlier = await self._replay(idempotency_key, digest)
+            if earlier is not None:
+                return Created(earlier, replayed=True)
+        if parent is not None and not await self.store.exists(parent):
+            raise ParentNotFound("parent session does not exist", "parent")
 
+        # The model is asked before any connection is taken, so a slow namer cannot hold the pool.
         started = time.perf_counter()
         names = await self.namer.name(repo, target_branch, messages)
         log.info(
@@ -149,7 +111,7 @@ class SessionService(SessionReads):
             (time.perf_counter() - started) * 1000,
         )
 
-        stored_messages = validation.dump_json(messages)
+        branch = names.branch
         for _attempt in range(BRANCH_ATTEMPTS):
             now = _now()
             new_row = Session(
@@ -157,8 +119,8 @@ class SessionService(SessionReads):
                 repo=repo,
                 target_branch=target_branch,
                 title=names.title,
-                branch=names.branch,
-                messages=stored_messages,
+                branch=branch,
+                messages=validation.dump_json(messages),
                 inbox_status=InboxStatus.ACTIVE,
                 sbx_config=None,
                 parent=parent,
@@ -167,28 +129,43 @@ class SessionService(SessionReads):
                 version=1,
             )
             try:
-                made = await self.store.create(
-                    new_row,
-                    _branches(names.branch),
-                    idempotency_key=idempotency_key,
-                    fingerprint=digest,
-                )
+                # Under a parent, the insert waits for a delete of it in flight (deletes hold
+                # the parent lock exclusively), so the new child is either refused or orphaned
+                # by that delete with a version bump, never silently by the foreign key.
+                # Creations share the lock, so they never wait for each other.
+                async with self.store.sharing_parents() if parent is not None else nullcontext():
+                    row = await self.store.insert(
+                        new_row,
+                        idempotency_key=idempotency_key,
+                        fingerprint=digest if idempotency_key is not None else None,
+                    )
             except Conflict as conflict:
                 if conflict.constraint is Constraint.PARENT:
                     raise ParentNotFound("parent session does not exist", "parent") from None
-                raise
-            if isinstance(made, Idempotent):
-                return Created(_replayed(made, digest), replayed=True)
-            if made is not None:
-                self.events.committed()
-                return Created(made, replayed=False)
-            if idempotency_key is not None:
-                # The key may be taken by a create that this statement could not see.
-                earlier = await self.store.idempotent(idempotency_key)
-                if earlier is not None:
-                    return Created(_replayed(earlier, digest), replayed=True)
-            # Concurrent creates took every branch offered: offer others.
+                if conflict.constraint is not Constraint.BRANCH:
+                    raise
+                branch = with_suffix(names.branch)
+                continue
+            if row is None:
+                # A concurrent request with the same key won the race.
+                assert idempotency_key is not None
+                earlier = await self._replay(idempotency_key, digest)
+                if earlier is None:  # pragma: no cover - it was deleted in between
+                    continue
+                return Created(earlier, replayed=True)
+            self.events.committed()
+            return Created(row, replayed=False)
         raise BranchTaken("no free branch name could be found for this repo", "branch")
+
+    async def _replay(self, key: str, digest: str) -> Session | None:
+        earlier = await self.store.idempotent(key)
+        if earlier is None:
+            return None
+        if earlier.fingerprint != digest:
+            raise IdempotencyMismatch(
+                "this idempotency key was used with a different request", "idempotency_key"
+            )
+        return earlier.session
 
     async def update(
         self,
@@ -205,36 +182,12 @@ class SessionService(SessionReads):
         values = self._validated(changes)
         if not values:
             return await self._unchanged(session_id, expected_version)
-        row = await self._write_at_once(session_id, values, expected_version, merge_json)
-        if row is None:
-            try:
-                row = await self._apply(session_id, values, expected_version, merge_json, False)
-            except _ParentLockNeeded:
-                row = await self._apply(session_id, values, expected_version, merge_json, True)
+        try:
+            row = await self._apply(session_id, values, expected_version, merge_json, False)
+        except _ParentLockNeeded:
+            row = await self._apply(session_id, values, expected_version, merge_json, True)
         self.events.committed()
         return row
-
-    async def _write_at_once(
-        self,
-        session_id: UUID,
-        values: Mapping[str, Any],
-        expected_version: int | None,
-        merge_json: bool,
-    ) -> Session | None:
-        """The update in one statement, when nothing must be read before it: no merge into a
-        stored JSON object, and no move to another parent (a parent given is kept, a
-        condition of the statement). None when it changed nothing: the session is missing, at
-        another version, or would move; `_apply` tells them apart."""
-        if merge_json and any(
-            isinstance(values[name], dict) for name in JSON_FIELDS & values.keys()
-        ):
-            return None
-        return await self._write(
-            session_id,
-            values,
-            expected_version=expected_version,
-            keeps_parent=values.get("parent") is not None,
-        )
 
     async def _apply(
         self,
@@ -265,9 +218,7 @@ class SessionService(SessionReads):
                     values[name] = validation.merge_patch(before, values[name])
             if new_parent is not None and moves:
                 await self._check_parent(session_id, new_parent)
-            row = await self._write(session_id, values)
-            assert row is not None  # the row is locked by this transaction
-            return row
+            return await self._write(session_id, values)
 
     async def _unchanged(self, session_id: UUID, expected_version: int | None) -> Session:
         return _checked(await self.get(session_id), expected_version)
@@ -293,28 +244,14 @@ class SessionService(SessionReads):
         if ancestry.cycle or ancestry.depth >= MAX_ANCESTRY:
             raise ParentCycle("this parent would make the session its own ancestor", "parent")
 
-    async def _write(
-        self,
-        session_id: UUID,
-        values: Mapping[str, Any],
-        *,
-        expected_version: int | None = None,
-        keeps_parent: bool = False,
-    ) -> Session | None:
-        """Store `values` (JSON documents as their text) with the next version, on the
-        conditions `SessionStore.update` takes; None when they do not hold."""
+    async def _write(self, session_id: UUID, values: Mapping[str, Any]) -> Session:
+        """Store `values` (JSON documents as their text) with the next version."""
         stored = {
             name: validation.dump_json(value) if name in JSON_FIELDS else value
             for name, value in values.items()
         }
         try:
-            return await self.store.update(
-                session_id,
-                stored,
-                updated_at=_now(),
-                expected_version=expected_version,
-                keeps_parent=keeps_parent,
-            )
+            row = await self.store.update(session_id, stored, updated_at=_now())
         except Conflict as conflict:
             if conflict.constraint is Constraint.BRANCH:
                 raise BranchTaken(
@@ -323,6 +260,8 @@ class SessionService(SessionReads):
             if conflict.constraint is Constraint.PARENT:
                 raise ParentNotFound("parent session does not exist", "parent") from None
             raise
+        assert row is not None  # the row is locked by this transaction
+        return row
 
     async def append_messages(self, session_id: UUID, messages: list[Any]) -> Session:
         """Append `messages` to the session's messages in one statement, so concurrent appends

@@ -69,13 +69,27 @@ def _value(dialect: Dialect, field: str) -> QueryString:
     return dialect.json(param) if field in schema.JSON else QueryString("{}", param)
 
 
+@statement
+def INSERT(dialect: Dialect) -> QueryString:
+    """A new row, unless its idempotency key is taken (then no row comes back)."""
+    values = [_value(dialect, of._meta.name) for of in schema.ROW]
+    return QueryString(
+        "INSERT INTO {} ({}, {}, {}) VALUES ({}, {}, {}) ON CONFLICT ({}) DO NOTHING RETURNING {}",
+        TABLE,
+        NAMES,
+        name(IDEMPOTENCY_KEY),
+        name(IDEMPOTENCY_FINGERPRINT),
+        schema.joined(values),
+        Param("idempotency_key"),
+        Param("idempotency_fingerprint"),
+        name(IDEMPOTENCY_KEY),
+        COLUMNS,
+    )
+
+
 @functools.cache
-def update(
-    fields: tuple[str, ...], *, versioned: bool = False, keeps_parent: bool = False
-) -> Statement:
-    """Set `fields` of one row, with a new `updated_at` and the next version. `versioned`: only
-    while the row is at `expected_version`; `keeps_parent`: only while its parent is the
-    `parent` given (an update that moves no session, checked in the statement itself)."""
+def update(fields: tuple[str, ...]) -> Statement:
+    """Set `fields` of one row, with a new `updated_at` and the next version."""
 
     def build(dialect: Dialect) -> QueryString:
         assignments = [
@@ -84,16 +98,12 @@ def update(
         ]
         assignments.append(QueryString("{} = {}", name(UPDATED_AT), Param("updated_at")))
         assignments.append(QueryString("{} = {} + 1", name(VERSION), name(VERSION)))
-        where = QueryString("{} = {}", ID, Param("id"))
-        if versioned:
-            where = QueryString("{} AND {} = {}", where, VERSION, Param("expected_version"))
-        if keeps_parent:
-            where = QueryString("{} AND {} = {}", where, PARENT, Param("parent"))
         return QueryString(
-            "UPDATE {} SET {} WHERE {} RETURNING {}",
+            "UPDATE {} SET {} WHERE {} = {} RETURNING {}",
             TABLE,
             schema.joined(assignments),
-            where,
+            ID,
+            Param("id"),
             COLUMNS,
         )
 
@@ -163,6 +173,11 @@ def DELETE(dialect: Dialect) -> QueryString:
 @statement
 def LOCK_PARENTS(dialect: Dialect) -> QueryString:
     return QueryString("SELECT pg_advisory_xact_lock({})", Param("key"))
+
+
+@statement
+def SHARE_PARENTS(dialect: Dialect) -> QueryString:
+    return QueryString("SELECT pg_advisory_xact_lock_shared({})", Param("key"))
 
 
 @statement

@@ -4,7 +4,8 @@ they are stored as. No rule lives here: the service decides what to read, write 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -15,7 +16,7 @@ from piccolo.querystring import QueryString
 from app.db import Database, IntegrityError, Pages, Row
 from app.listing import Cursor, SessionFilter, SessionOrder
 from app.model import Session
-from app.store import creation, listing, queries
+from app.store import listing, queries
 from app.store.dialect import dialect_of
 from app.store.errors import Conflict, constraint_of
 from app.store.statement import Statement
@@ -202,68 +203,47 @@ class SessionStore:
         if self.dialect.locks_parents:
             await self.db.execute(queries.LOCK_PARENTS.bind(self.dialect, key=PARENT_LOCK))
 
+    @asynccontextmanager
+    async def sharing_parents(self) -> AsyncIterator[None]:
+        """A transaction holding the parent lock shared, so what it writes waits for an
+        exclusive holder (a delete) but not for other sharers. Nothing on SQLite."""
+        if not self.dialect.locks_parents:
+            yield
+            return
+        async with self.db.transaction():
+            await self.db.execute(queries.SHARE_PARENTS.bind(self.dialect, key=PARENT_LOCK))
+            yield
+
     # Writes.
 
-    async def create(
-        self,
-        row: Session,
-        branches: Sequence[str],
-        *,
-        idempotency_key: str | None,
-        fingerprint: str | None,
-    ) -> Session | Idempotent | None:
-        """Insert `row` under the first of `branches` (`row`'s own branch first) that no session
-        of its repo has, in one statement (under a parent, holding the parent lock shared on
-        PostgreSQL). The new row; or, when the idempotency key is taken, the session it made
-        (`Idempotent`) where the engine tells in the same statement (`creation.replays`); else
-        None: every branch was taken, or the key by a create this statement could not see.
-        `Conflict` when the parent does not exist."""
-        keyed = idempotency_key is not None and creation.replays(self.dialect)
-        statement = creation.create(under_parent=row["parent"] is not None, keyed=keyed)
+    async def insert(
+        self, row: Session, *, idempotency_key: str | None, fingerprint: str | None
+    ) -> Session | None:
+        """Insert `row`; None when its idempotency key is already taken. `Conflict` when
+        its branch is taken in the repo or its parent does not exist."""
         try:
-            found = await self._fetchrow(
-                statement,
+            created: Session | None = await self._fetchrow(
+                queries.INSERT,
                 **row,
-                branches=self.dialect.array(branches),
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=fingerprint,
-                key=PARENT_LOCK,
             )
         except IntegrityError as error:
             constraint = constraint_of(error)
             if constraint is None:
                 raise
             raise Conflict(constraint) from error
-        if found is None or not keyed:
-            created: Session | None = found
-            return created
-        earlier = found["idempotency_fingerprint"]
-        session = cast(Session, {k: v for k, v in found.items() if k != "idempotency_fingerprint"})
-        return session if earlier is None else Idempotent(session, earlier)
+        return created
 
     async def update(
-        self,
-        session_id: UUID,
-        values: Mapping[str, Any],
-        *,
-        updated_at: datetime,
-        expected_version: int | None = None,
-        keeps_parent: bool = False,
+        self, session_id: UUID, values: Mapping[str, Any], *, updated_at: datetime
     ) -> Session | None:
         """Set the fields `values` names (JSON as text) and bump the version; None when there is
-        no such row, or (given `expected_version`) it is at another version, or (`keeps_parent`)
-        its parent is not `values["parent"]`. `Conflict` when the branch is taken or the parent
-        does not exist."""
-        statement = queries.update(
-            tuple(values), versioned=expected_version is not None, keeps_parent=keeps_parent
-        )
+        no such row. `Conflict` when the branch is taken or the parent does not exist."""
+        statement = queries.update(tuple(values))
         try:
             row: Session | None = await self._fetchrow(
-                statement,
-                **values,
-                id=session_id,
-                updated_at=updated_at,
-                expected_version=expected_version,
+                statement, **values, id=session_id, updated_at=updated_at
             )
         except IntegrityError as error:
             constraint = constraint_of(error)
