@@ -25,7 +25,7 @@ from typing import Any
 from app import listing
 from app.listing import SessionFilter, SessionOrder
 from app.store import schema
-from app.store.dialect import Dialect
+from app.store.dialect import POSTGRES
 from app.store.listing import shape as filter_shape
 from app.store.listing import values as filter_values
 from app.tables import InboxStatus
@@ -172,6 +172,12 @@ class Listing:
     after: listing.Cursor | None = None
     before: listing.Cursor | None = None
     backward: bool = False
+    # The filter's values by the names of its conditions, worked out once for every parameter
+    # that takes one (the page and its count each do).
+    conditions: dict[str, Any] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conditions", filter_values(self.filter, POSTGRES))
 
     def key(self) -> tuple[Any, ...]:
         """What the statement's text depends on."""
@@ -199,8 +205,7 @@ class Statement:
 
 
 class _Builder:
-    def __init__(self, dialect: Dialect, listings: Values) -> None:
-        self.dialect = dialect
+    def __init__(self, listings: Values) -> None:
         self.listings = listings
         self.parameters: list[Callable[[Values], Any]] = []
         self.aliases = 0
@@ -389,10 +394,10 @@ class Uncompilable(Exception):
 TABLE = "session"
 
 
-def statement(shape: Shape, listings: Values, dialect: Dialect) -> Statement:
+def statement(shape: Shape, listings: Values) -> Statement:
     """The statement whose one value is the JSON text of `shape` (the root's fields), with the
     pages read as `listings` (by node) say."""
-    builder = _Builder(dialect, listings)
+    builder = _Builder(listings)
     sql = f"SELECT {builder.object(shape, '_')}::text"
     return Statement(sql, builder.parameters)
 
@@ -440,7 +445,7 @@ def _where(conditions: Sequence[str]) -> str:
 
 def _condition(name: str, row: str, builder: _Builder, node: int) -> str:
     def value(values: Values) -> Any:
-        return filter_values(values[node].filter, builder.dialect)[name]
+        return values[node].conditions[name]
 
     parent = _db_name("parent")
     if name == "inbox_status":

@@ -31,7 +31,6 @@ from app.graphql.caches import DocumentCache
 from app.graphql.compiled.plan import Plan, plan
 from app.graphql.inputs import SessionFilter, SessionOrder
 from app.store import json_reads as reads
-from app.store.dialect import POSTGRES
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class CompiledReads:
         )
         statement = planned.statements.get(shape)
         if statement is None:
-            statement = reads.statement(planned.plan.shape, values, POSTGRES)
+            statement = reads.statement(planned.plan.shape, values)
             if len(planned.statements) < MAX_STATEMENTS:
                 planned.statements[shape] = statement
         try:
