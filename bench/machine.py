@@ -65,7 +65,7 @@ class Machine:
 
     @classmethod
     def describe(cls, postgres: str, tools: str = "") -> Machine:
-        status = _output("git", "status", "--porcelain", "--untracked-files=no")
+        changed = _output("git", "diff", "--name-only", "HEAD")
         return cls(
             started=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             cores=os.cpu_count() or 0,
@@ -74,7 +74,7 @@ class Machine:
             python=platform.python_version(),
             postgres=postgres,
             commit=_output("git", "rev-parse", "--short", "HEAD") or "unknown",
-            uncommitted=[line[3:] for line in status.splitlines()],
+            uncommitted=changed.splitlines(),
             load_start=load_average(),
             tools=tools,
         )

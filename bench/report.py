@@ -51,7 +51,7 @@ def _median_rate(results: Sequence[Measured], scenario: str, server: str) -> flo
     return statistics.median(rates) if rates else None
 
 
-def _table(cells: list[list[str]], markdown: bool, right: int = 1) -> list[str]:
+def table(cells: list[list[str]], markdown: bool, right: int = 1) -> list[str]:
     if markdown:
         rule = ["---"] + ["---:"] * (len(cells[0]) - 1)
         return [f"| {' | '.join(line)} |" for line in [cells[0], rule, *cells[1:]]]
@@ -89,7 +89,7 @@ def summary(
         ]
         line.append("; ".join(failed) or "0")
         cells.append(line)
-    return _table(cells, markdown)
+    return table(cells, markdown)
 
 
 def targets(
@@ -107,7 +107,7 @@ def targets(
             ratio = _median_ratio(results, scenario, top, bottom)
             line.append("n/a" if ratio is None else f"{ratio:.2f}")
         cells.append(line)
-    return _table(cells, markdown)
+    return table(cells, markdown)
 
 
 def runs(results: Sequence[Measured], markdown: bool) -> list[str]:
@@ -127,4 +127,4 @@ def runs(results: Sequence[Measured], markdown: bool) -> list[str]:
                 failures,
             ]
         )
-    return _table(cells, markdown, right=3)
+    return table(cells, markdown, right=3)
