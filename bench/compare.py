@@ -52,7 +52,6 @@ from bench.server import MB, Server, serve
 from tests.redis_server import RedisServer
 
 DATABASE = "bench_compare"
-STREAM_DATABASE = "bench_compare_stream"
 TOKEN = "bench-compare-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SAMPLE_IDS = 1000
@@ -99,7 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-stream", action="store_true", help="skip the streamed list")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out")
+    parser.add_argument(
+        "--database", default=DATABASE, help="its name; the stream's gets a _stream suffix"
+    )
     parser.add_argument("--reuse", action="store_true", help="keep databases holding --rows")
+    parser.add_argument("--drop", action="store_true", help="drop the databases at the end")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     args = parser.parse_args(argv)
@@ -277,14 +280,14 @@ def _streams(args: argparse.Namespace, outcome: Outcome) -> None:
     url = asyncio.run(
         seed.prepare(
             "postgres",
-            STREAM_DATABASE,
+            f"{args.database}_stream",
             args.stream_rows,
             reuse=args.reuse,
             parent_share=args.parent_share,
             message_bytes=args.message_bytes,
         )
     )
-    with _private_redis() as redis_url:
+    with _private_redis() as redis_url, _dropped(url, args.drop):
         env = {"API_TOKENS": TOKEN, "REDIS_URL": redis_url}
         for round_ in range(1, args.rounds + 1):
             order = [RAW, REST] if round_ % 2 else [REST, RAW]
@@ -299,6 +302,16 @@ def _streams(args: argparse.Namespace, outcome: Outcome) -> None:
                         server, "postgres", args.stream_rows, 1, 0.05, headers=headers
                     )
                     outcome.streams.append(run)
+
+
+@contextmanager
+def _dropped(url: str, drop: bool) -> Iterator[None]:
+    """The database at `url` dropped at the end, with `drop`."""
+    try:
+        yield
+    finally:
+        if drop:
+            asyncio.run(seed.drop(url))
 
 
 @contextmanager
@@ -325,7 +338,7 @@ def measure(args: argparse.Namespace) -> Outcome:
     url = asyncio.run(
         seed.prepare(
             "postgres",
-            DATABASE,
+            args.database,
             args.rows,
             reuse=args.reuse,
             parent_share=args.parent_share,
@@ -335,7 +348,7 @@ def measure(args: argparse.Namespace) -> Outcome:
     tools = f"wrk -t1 -c{args.connections}, {args.duration} s after {args.warm_up} s of warm-up"
     machine = Machine.describe(asyncio.run(postgres_version(url)), tools)
     outcome = Outcome(machine, servers, list(args.scenarios))
-    with _private_redis() as redis_url:
+    with _private_redis() as redis_url, _dropped(url, args.drop):
         _requests(args, outcome, url, redis_url)
     if not args.no_stream:
         _streams(args, outcome)

@@ -147,3 +147,32 @@ async def test_streaming_a_million_sessions_grows_server_memory_by_less_than_64_
     [run] = runs
     assert run["rows"] == run["expected"] == 1_000_000
     assert run["growth_mb"] < MEMORY_LIMIT_MB, run
+
+
+async def test_the_comparison_measures_every_server_and_scenario_without_a_refused_answer() -> None:
+    # A few hundred rows and one-second runs: what the command does, not how fast. `--drop`
+    # leaves no database behind; the name is this run's, so a benchmark running beside is safe.
+    async with asyncio.timeout(300):
+        outcome = await run_bench(
+            "bench.compare",
+            *("--database", f"bench_smoke_{os.getpid()}", "--drop"),
+            *("--rows", "300", "--rounds", "1", "--duration", "1", "--warm-up", "0"),
+            *("--stream-rows", "300", "--subscribers", "5"),
+        )
+
+    assert outcome["checks"] == []
+    measured = {(run["scenario"], run["server"]) for run in outcome["runs"]}
+    assert measured == {
+        (scenario, server)
+        for scenario in ("by-id", "list", "create")
+        for server in ("raw", "graphql", "rest")
+    }
+    assert all(run["requests"] > 0 and run["failures"] == 0 for run in outcome["runs"])
+    assert [(s["server"], s["rows"], s["ok"]) for s in outcome["streams"]] == [
+        ("raw", 300, True),
+        ("ours", 300, True),
+    ]
+    assert [(f["subscribers"], f["share"], f["error"]) for f in outcome["fanouts"]] == [
+        (5, 1.0, None)
+    ]
+    assert outcome["failed"] is False
