@@ -113,6 +113,34 @@ async def test_arguments_strawberry_refuses_are_refused_by_strawberry(
         assert await compiled_answer(schema, service, query, **variables) is None
 
 
+async def test_variables_strawberry_refuses_are_refused_by_strawberry(
+    execute: Run, schema: InboxSchema, service: SessionService, make_session: SessionFactory
+) -> None:
+    # Scalars and enums are coerced without graphql-core's walk: what it refuses still goes
+    # to Strawberry, and what it accepts is answered the same.
+    session = await make_session()
+    query = (
+        "query ($id: UUID!, $n: Int, $d: SortDirection) "
+        "{ session(id: $id) { id } sessions(first: $n, orderBy: {direction: $d}) { nodes { id } } }"
+    )
+    accepted = [{"id": str(session["id"])}, {"id": str(session["id"]), "n": None, "d": "ASC"}]
+    refused = [
+        {},
+        {"id": None},
+        {"id": "not a uuid"},
+        {"id": 7},
+        {"id": str(session["id"]), "n": "one"},
+        {"id": str(session["id"]), "d": "SIDEWAYS"},
+    ]
+    (await execute(query, **accepted[0])).ok()
+    for variables in accepted:
+        expected = (await execute(query, **variables)).ok()
+        assert await compiled_answer(schema, service, query, **variables) == expected
+    for variables in refused:
+        assert (await execute(query, **variables)).errors
+        assert await compiled_answer(schema, service, query, **variables) is None
+
+
 async def test_a_document_refused_by_the_limits_is_never_compiled(
     execute: Run, schema: InboxSchema, service: SessionService
 ) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import get_argument_values
 from strawberry.utils.str_converters import to_snake_case
 
 from app import listing
@@ -29,6 +29,7 @@ from app.db import Database, DatabaseBusy
 from app.errors import InvalidInput
 from app.graphql.caches import DocumentCache
 from app.graphql.compiled.plan import Plan, plan
+from app.graphql.compiled.variables import Coercer, coercer
 from app.graphql.inputs import SessionFilter, SessionOrder
 from app.store import json_reads as reads
 
@@ -47,10 +48,11 @@ _Key = tuple[bytes, str | None]
 
 
 class _Planned:
-    __slots__ = ("plan", "statements")
+    __slots__ = ("coerce", "plan", "statements")
 
-    def __init__(self, planned: Plan) -> None:
+    def __init__(self, schema: GraphQLSchema, planned: Plan) -> None:
         self.plan = planned
+        self.coerce: Coercer = coercer(schema, planned.variables)
         self.statements: dict[tuple[Any, ...], reads.Statement] = {}
 
 
@@ -75,7 +77,7 @@ class CompiledReads:
         if document is None:
             return  # refused, or not kept: Strawberry answers it each time
         planned = plan(self.schema, document, operation_name)
-        self._plans[key] = _NONE if planned is None else _Planned(planned)
+        self._plans[key] = _NONE if planned is None else _Planned(self.schema, planned)
         if len(self._plans) > MAX_PLANS:
             self._plans.popitem(last=False)
 
@@ -98,7 +100,7 @@ class CompiledReads:
         if not isinstance(planned, _Planned):
             return None
         self._plans.move_to_end(key)
-        values = self._values(planned.plan, variables)
+        values = _values(planned, variables)
         if values is None:
             return None
         shape = tuple(
@@ -123,27 +125,26 @@ class CompiledReads:
             return None
         return text
 
-    def _values(self, planned: Plan, variables: Mapping[str, Any] | None) -> reads.Values | None:
-        """The values of the plan's nodes for a run: an id, or how a page is read. None when
-        Strawberry would refuse them (it answers with its errors)."""
-        coerced: Any = {}
-        if planned.variables:
-            coerced = get_variable_values(self.schema, planned.variables, dict(variables or {}))
-            if isinstance(coerced, list):
-                return None
-        values: reads.Values = {}
-        try:
-            for number, arguments in planned.arguments.items():
-                given = get_argument_values(arguments.definition, arguments.node, coerced)
-                if arguments.kind == "session":
-                    values[number] = given["id"]
-                elif arguments.kind == "sessions":
-                    values[number] = _sessions(given)
-                else:
-                    values[number] = _children(given)
-        except (GraphQLError, InvalidInput):
-            return None
-        return values
+
+def _values(planned: _Planned, variables: Mapping[str, Any] | None) -> reads.Values | None:
+    """The values of the plan's nodes for a run: an id, or how a page is read. None when
+    Strawberry would refuse them (it answers with its errors)."""
+    coerced = planned.coerce(variables)
+    if coerced is None:
+        return None
+    values: reads.Values = {}
+    try:
+        for number, arguments in planned.plan.arguments.items():
+            given = get_argument_values(arguments.definition, arguments.node, coerced)
+            if arguments.kind == "session":
+                values[number] = given["id"]
+            elif arguments.kind == "sessions":
+                values[number] = _sessions(given)
+            else:
+                values[number] = _children(given)
+    except (GraphQLError, InvalidInput):
+        return None
+    return values
 
 
 def _input(cls: type[Any], given: Mapping[str, Any] | None) -> Any:
