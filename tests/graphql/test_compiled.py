@@ -123,8 +123,11 @@ async def test_variables_strawberry_refuses_are_refused_by_strawberry(
         "query ($id: UUID!, $n: Int, $d: SortDirection) "
         "{ session(id: $id) { id } sessions(first: $n, orderBy: {direction: $d}) { nodes { id } } }"
     )
-    accepted = [{"id": str(session["id"])}, {"id": str(session["id"]), "n": None, "d": "ASC"}]
-    refused = [
+    accepted: list[dict[str, Any]] = [
+        {"id": str(session["id"])},
+        {"id": str(session["id"]), "n": None, "d": "ASC"},
+    ]
+    refused: list[dict[str, Any]] = [
         {},
         {"id": None},
         {"id": "not a uuid"},
