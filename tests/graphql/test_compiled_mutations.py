@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from app import validation
 from app.config import Settings
 from app.db import DatabaseUnavailable
+from app.events import EventKind
 from app.graphql.compiled.mutations import CompiledMutations
 from app.graphql.context import Context
 from app.graphql.schema import InboxSchema
@@ -26,6 +28,7 @@ from app.service import SessionService
 from app.state import AppState
 from tests.conftest import SessionFactory, with_state
 from tests.graphql.conftest import Result
+from tests.watching import watching
 
 EVERY_FIELD = """
   id repo targetBranch title branch messages inboxStatus sbxConfig parentId createdAt updatedAt
@@ -339,25 +342,59 @@ async def test_each_refusal_of_an_update_gives_strawberrys_user_errors(
 # Over HTTP -----------------------------------------------------------------------------------
 
 
+TOKEN = "s3cret-token"
+
+
 async def test_http_runs_a_mutation_compiled_from_its_second_time(
     settings: Settings, app_state: AppState, count_compiled: list[int]
 ) -> None:
-    transport = httpx.ASGITransport(app=with_state(create_app(settings), {"inbox": app_state}))
+    app = create_app(replace(settings, api_tokens=(TOKEN,)))
+    transport = httpx.ASGITransport(app=with_state(app, {"inbox": app_state}))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         bodies = []
         for repo in ("acme/one", "acme/two", "acme/three"):
             response = await http.post(
                 "/graphql",
                 json={"query": BENCH, "variables": create_input(repo), "operationName": "Create"},
-                headers={"Accept": "application/graphql-response+json"},
+                headers={
+                    "Accept": "application/graphql-response+json",
+                    "Authorization": f"Bearer {TOKEN}",
+                },
             )
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/graphql-response+json"
             bodies.append(response.json())
-        # A GET never runs a mutation, compiled or not.
-        response = await http.get("/graphql", params={"query": BENCH, "operationName": "Create"})
+        # A GET never runs a mutation, compiled or not; nor does a request without the token.
+        response = await http.get(
+            "/graphql",
+            params={"query": BENCH, "operationName": "Create"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert response.status_code == 405
+        body = {"query": BENCH, "variables": create_input("acme/four"), "operationName": "Create"}
+        assert (await http.post("/graphql", json=body)).status_code == 401
     assert count_compiled[0] == 2
     assert normal(bodies[0]) == normal(bodies[1]) == normal(bodies[2])
     assert [body["data"]["createSession"]["userErrors"] for body in bodies] == [[], [], []]
     assert await app_state.service.count() == 3
+
+
+async def test_a_compiled_create_and_update_are_announced(
+    schema: InboxSchema, service: SessionService
+) -> None:
+    await strawberry(schema, service, CREATE, create_input("acme/one"))
+    await strawberry(schema, service, UPDATE, {"id": str(uuid.uuid4()), "input": {}})
+    async with watching(service) as watcher:
+        made = await compiled(schema, service, CREATE, create_input("acme/three"))
+        assert made is not None
+        session_id = uuid.UUID(made.ok()["createSession"]["session"]["id"])
+        changed = await compiled(
+            schema, service, UPDATE, {"id": str(session_id), "input": {"title": "Renamed"}}
+        )
+        assert changed is not None
+        assert changed.ok()["updateSession"]["userErrors"] == []
+        seen = await watcher.through(session_id, EventKind.UPDATED)
+    assert [(event.kind, event.session_id) for event in seen] == [
+        (EventKind.CREATED, session_id),
+        (EventKind.UPDATED, session_id),
+    ]
