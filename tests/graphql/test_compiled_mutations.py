@@ -15,17 +15,20 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from graphql import parse
+from strawberry.types.arguments import convert_arguments
 
 from app import validation
 from app.config import Settings
 from app.db import DatabaseUnavailable
 from app.events import EventKind
-from app.graphql.compiled.mutations import CompiledMutations
+from app.graphql.compiled.mutations import CompiledMutations, plan_mutation
 from app.graphql.context import Context
 from app.graphql.schema import InboxSchema
 from app.main import create_app
 from app.service import SessionService
 from app.state import AppState
+from app.tables import InboxStatus
 from tests.conftest import SessionFactory, with_state
 from tests.graphql.conftest import Result
 from tests.watching import watching
@@ -398,3 +401,58 @@ async def test_a_compiled_create_and_update_are_announced(
         (EventKind.CREATED, session_id),
         (EventKind.UPDATED, session_id),
     ]
+
+
+@pytest.mark.parametrize(
+    ("query", "given"),
+    [
+        (CREATE, {"input": {"repo": "a/b", "targetBranch": "main"}}),
+        (
+            CREATE,
+            {
+                "input": {
+                    "repo": "a/b",
+                    "targetBranch": "main",
+                    "messages": None,
+                    "parentId": uuid.uuid4(),
+                    "idempotencyKey": "k",
+                }
+            },
+        ),
+        (UPDATE, {"id": uuid.uuid4(), "input": {}}),
+        (
+            UPDATE,
+            {
+                "id": uuid.uuid4(),
+                "input": {
+                    "inboxStatus": InboxStatus.ARCHIVED,
+                    "sbxConfig": {"cpu": 2},
+                    "parentId": None,
+                    "title": "t",
+                    "expectedVersion": 3,
+                },
+            },
+        ),
+    ],
+)
+def test_arguments_are_converted_as_strawberry_converts_them(
+    schema: InboxSchema, query: str, given: dict[str, Any]
+) -> None:
+    planned = plan_mutation(schema._schema, parse(query), None)
+    assert planned is not None
+    fast = planned.convert(given)
+    expected = convert_arguments(
+        given,
+        planned.field.arguments,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        config=schema.config,
+    )
+    assert fast.keys() == expected.keys()
+    for name, value in expected.items():
+        assert type(fast[name]) is type(value)
+        if hasattr(value, "__dict__"):  # an input
+            assert vars(fast[name]) == vars(value)
+        else:
+            assert fast[name] == value
+    # Built here, not by Strawberry's conversion.
+    assert planned.convert.__name__ == "convert"

@@ -45,11 +45,11 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from starlette.requests import HTTPConnection
 from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
 from strawberry.types.execution import ExecutionResult
 from strawberry.types.field import StrawberryField
 
 from app import model
+from app.graphql.compiled.arguments import Convert, converter
 from app.graphql.compiled.plan import Unsupported, chosen, selections
 from app.graphql.context import Context
 from app.graphql.errors import MaskUnexpectedErrors
@@ -75,6 +75,7 @@ class MutationPlan:
     definition: GraphQLField
     nodes: tuple[FieldNode, ...]
     field: StrawberryField
+    convert: Convert  # its arguments, as Strawberry converts them
     resolve: Callable[..., Awaitable[Any]]  # the field's resolver
     info: str  # the name of its `info` parameter
     render: Render
@@ -129,6 +130,7 @@ def plan_mutation(
         definition=definition,
         nodes=tuple(nodes),
         field=field,
+        convert=converter(schema, field),
         resolve=resolver.wrapped_func,
         info=resolver.info_parameter.name,
         render=render,
@@ -255,13 +257,7 @@ class CompiledMutations:
             given = get_argument_values(planned.definition, planned.nodes[0], coerced)
         except GraphQLError:
             return None
-        converted: dict[str, Any] = convert_arguments(
-            given,
-            planned.field.arguments,
-            scalar_registry=self.strawberry.schema_converter.scalar_registry,
-            config=self.strawberry.config,
-        )
-        return converted
+        return planned.convert(given)
 
     def _failed(self, planned: MutationPlan, raised: Exception) -> bytes:
         """The answer to a resolver that raised, as Strawberry gives it: the error logged (when

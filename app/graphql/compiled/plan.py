@@ -4,7 +4,8 @@ where each page's and each session's arguments come from.
 
 What the compiled path leaves to Strawberry: subscriptions, mutations (`compiled.mutations`
 plans some), `eventCursor` (the event log), introspection, any directive (`@skip`, `@include`:
-rare in the queries frontends repeat), and objects of more keys than one statement can build. `plan` says so by returning None."""
+rare in the queries frontends repeat), and objects of more keys than one statement can build.
+`plan` says so by returning None."""
 
 from __future__ import annotations
 
