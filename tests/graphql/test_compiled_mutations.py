@@ -456,3 +456,48 @@ def test_arguments_are_converted_as_strawberry_converts_them(
             assert fast[name] == value
     # Built here, not by Strawberry's conversion.
     assert planned.convert.__name__ == "convert"
+
+
+# Bodies whose variables Strawberry refuses (as the request's text, so that numbers no float
+# holds reach the JSON scalar as written), and ones the service refuses.
+_REFUSED_BODIES = [
+    '"messages": 1e400',
+    '"messages": [18446744073709551616]',
+    '"messages": 3.14159265358979323846264338',
+    '"targetBranch": null',
+    '"title": "mine"',
+    '"parentId": "nope"',
+    '"repo": " "',
+    '"parentId": "00000000-0000-4000-8000-000000000000"',
+]
+
+
+async def test_http_answers_each_refusal_as_strawberry_does(
+    settings: Settings, app_state: AppState, count_compiled: list[int]
+) -> None:
+    def body(extra: str) -> bytes:
+        query = orjson.dumps(CREATE).decode()
+        input_ = f'{{"repo": "acme/app", "targetBranch": "main", {extra}}}'
+        return f'{{"query": {query}, "variables": {{"input": {input_}}}}}'.encode()
+
+    answers: list[list[tuple[int, Any]]] = []
+    for compiled_reads in (False, True):
+        app = create_app(replace(settings, compiled_reads=compiled_reads))
+        transport = httpx.ASGITransport(app=with_state(app, {"inbox": app_state}))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            headers = {"Content-Type": "application/json"}
+            learned = await http.post("/graphql", content=body('"messages": 1'), headers=headers)
+            assert learned.json()["data"]["createSession"]["userErrors"] == []
+            responses = [
+                await http.post("/graphql", content=body(extra), headers=headers)
+                for extra in _REFUSED_BODIES
+            ]
+            answers.append([(response.status_code, response.json()) for response in responses])
+    assert answers[1] == answers[0]
+    assert all(
+        answer.get("errors") or answer["data"]["createSession"]["userErrors"]
+        for _status, answer in answers[0]
+    )
+    # The service's refusals were compiled; the variables' went to Strawberry.
+    assert count_compiled[0] == 2
+    assert await app_state.service.count() == 2

@@ -216,7 +216,7 @@ class CompiledMutations:
 
     def __init__(self, schema: GraphQLSchema) -> None:
         self.schema = schema
-        # The Strawberry schema, for its argument conversion and its error log.
+        # The Strawberry schema, for its error log.
         self.strawberry = schema.extensions[_BACKREF]
         self._mask = MaskUnexpectedErrors()
 
@@ -261,8 +261,10 @@ class CompiledMutations:
 
     def _failed(self, planned: MutationPlan, raised: Exception) -> bytes:
         """The answer to a resolver that raised, as Strawberry gives it: the error logged (when
-        unexpected) and masked, at the field's path; `data` null, the payload being non-null."""
+        unexpected) and masked, at the field's path; the field null, and so `data` when the
+        field is non-null (as the payloads are)."""
         error = located_error(raised, list(planned.nodes), [planned.key])
         self.strawberry.process_errors([error])
         shown = self._mask._process_errors([error])
-        return orjson.dumps(http_result(ExecutionResult(data=None, errors=shown)))
+        data = None if isinstance(planned.definition.type, GraphQLNonNull) else {planned.key: None}
+        return orjson.dumps(http_result(ExecutionResult(data=data, errors=shown)))
