@@ -124,8 +124,8 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def compiled_answer(self, request: Request) -> Response | None:
-        """The answer of the compiled read path to a query it has a plan for, else None (and
-        Strawberry answers, the request's body read once for both)."""
+        """The answer of the compiled path to a query or a mutation it has a plan for, else None
+        (and Strawberry answers, the request's body read once for both)."""
         if self.compiled is None or request.method not in OPERATIONS_OF_METHOD:
             return None
         try:
@@ -139,6 +139,12 @@ class GraphQLView(GraphQL[Context, None]):
             return None
         state: AppState = request.state.inbox
         media_type = response_media_type(request.headers.get("accept"))
+        if request.method == "POST":  # a GET never runs a mutation
+            body = await self.compiled.mutate(
+                state.service, request, data.query, data.variables, data.operation_name
+            )
+            if body is not None:
+                return Response(body, media_type=media_type)
         try:
             text = await self.compiled.answer(
                 state.service.db, data.query, data.variables, data.operation_name

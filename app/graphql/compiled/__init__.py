@@ -11,7 +11,11 @@ time, its plan runs. The plan's answers are Strawberry's, byte for byte once par
 checks each query it runs both ways). Whatever the plan cannot answer as Strawberry would goes
 to Strawberry: documents it cannot plan (see `plan`), variables or arguments that Strawberry
 would refuse (its errors are the answer), and SQLite. A database that cannot answer now is
-told at once as SERVICE_UNAVAILABLE for the whole operation, not waited for a second time."""
+told at once as SERVICE_UNAVAILABLE for the whole operation, not waited for a second time.
+
+The documents of `createSession` and `updateSession` are planned too, as validated: the next
+time, their resolver runs without graphql-core's execution (`app.graphql.compiled.mutations`).
+Only a POST runs them."""
 
 from __future__ import annotations
 
@@ -22,15 +26,18 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema
 from graphql.execution.values import get_argument_values
+from starlette.requests import HTTPConnection
 from strawberry.utils.str_converters import to_snake_case
 
 from app import listing
 from app.db import Database, DatabaseBusy
 from app.errors import InvalidInput
 from app.graphql.caches import DocumentCache
+from app.graphql.compiled.mutations import CompiledMutations, MutationPlan
 from app.graphql.compiled.plan import Plan, plan
 from app.graphql.compiled.variables import Coercer, coercer
 from app.graphql.inputs import SessionFilter, SessionOrder
+from app.service import SessionService
 from app.store import json_reads as reads
 
 log = logging.getLogger(__name__)
@@ -57,12 +64,14 @@ class _Planned:
 
 
 class CompiledReads:
-    """The plans of the documents of one schema, made as its document cache validates them."""
+    """The plans of the documents of one schema, made as its document cache validates them:
+    queries', and those of the mutations `app.graphql.compiled.mutations` runs."""
 
     def __init__(self, schema: GraphQLSchema, documents: DocumentCache) -> None:
         self.schema = schema
         self.documents = documents
-        self._plans: OrderedDict[_Key, _Planned | object] = OrderedDict()
+        self.mutations = CompiledMutations(schema)
+        self._plans: OrderedDict[_Key, _Planned | MutationPlan | object] = OrderedDict()
 
     def learn(self, query: str, operation_name: str | None) -> None:
         """Plan `query`, if the document cache holds it validated without error, so the next
@@ -77,7 +86,10 @@ class CompiledReads:
         if document is None:
             return  # refused, or not kept: Strawberry answers it each time
         planned = plan(self.schema, document, operation_name)
-        self._plans[key] = _NONE if planned is None else _Planned(self.schema, planned)
+        if planned is not None:
+            self._plans[key] = _Planned(self.schema, planned)
+        else:
+            self._plans[key] = self.mutations.plan(document, operation_name) or _NONE
         if len(self._plans) > MAX_PLANS:
             self._plans.popitem(last=False)
 
@@ -124,6 +136,27 @@ class CompiledReads:
             self._plans[key] = _NONE
             return None
         return text
+
+    async def mutate(
+        self,
+        service: SessionService,
+        request: HTTPConnection | None,
+        query: str,
+        variables: Mapping[str, Any] | None,
+        operation_name: str | None,
+    ) -> bytes | None:
+        """The JSON body of the answer to the mutation `query`, run with the context a request
+        has, or None when Strawberry must answer it (nothing ran then). Never for a request
+        that may not run mutations (a GET)."""
+        digest = self.documents.key(query)
+        if digest is None:
+            return None
+        key = (digest, operation_name)
+        planned = self._plans.get(key)
+        if not isinstance(planned, MutationPlan):
+            return None
+        self._plans.move_to_end(key)
+        return await self.mutations.run(planned, service, request, variables)
 
 
 def _values(planned: _Planned, variables: Mapping[str, Any] | None) -> reads.Values | None:

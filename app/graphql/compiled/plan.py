@@ -2,9 +2,10 @@
 fragments spread and fields of one response key merged as GraphQL's execution collects them, and
 where each page's and each session's arguments come from.
 
-What the compiled path leaves to Strawberry: mutations and subscriptions, `eventCursor` (the event
-log), introspection, any directive (`@skip`, `@include`: rare in the queries frontends repeat),
-and objects of more keys than one statement can build. `plan` says so by returning None."""
+What the compiled path leaves to Strawberry: subscriptions, mutations (`compiled.mutations`
+plans some), `eventCursor` (the event log), introspection, any directive (`@skip`, `@include`:
+rare in the queries frontends repeat), and objects of more keys than one statement can build.
+`plan` says so by returning None."""
 
 from __future__ import annotations
 
@@ -60,17 +61,13 @@ class Plan:
     arguments: dict[int, Arguments] = field(default_factory=dict)
 
 
-class _Unsupported(Exception):
-    pass
+class Unsupported(Exception):
+    """A part of a document the compiled paths leave to Strawberry."""
 
 
-# What a field of an object is, from its name, definition and nodes.
-_Resolve = Callable[[str, GraphQLField, list[FieldNode]], reads.Value]
-
-
-def plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan | None:
-    """The plan of the operation `operation_name` of `document` (valid against `schema`), or
-    None when it is not one the compiled path answers."""
+def chosen(document: DocumentNode, operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation of `document` that a request naming `operation_name` runs, or None when
+    there is no one such operation (Strawberry answers) or it has directives."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None:
         if len(operations) != 1:
@@ -81,7 +78,18 @@ def plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | No
         if len(named) != 1:
             return None
         [operation] = named
-    if operation.operation is not OperationType.QUERY or operation.directives:
+    return None if operation.directives else operation
+
+
+# What a field of an object is, from its name, definition and nodes.
+_Resolve = Callable[[str, GraphQLField, list[FieldNode]], reads.Value]
+
+
+def plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan | None:
+    """The plan of the operation `operation_name` of `document` (valid against `schema`), or
+    None when it is not one the compiled path answers."""
+    operation = chosen(document, operation_name)
+    if operation is None or operation.operation is not OperationType.QUERY:
         return None
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -89,7 +97,7 @@ def plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | No
     planner = _Planner(schema, fragments)
     try:
         shape = planner.root(operation.selection_set)
-    except (_Unsupported, reads.Uncompilable):
+    except (Unsupported, reads.Uncompilable):
         return None
     return Plan(shape, tuple(operation.variable_definitions or ()), planner.arguments)
 
@@ -108,11 +116,11 @@ class _Planner:
     def collect(self, selection_sets: list[SelectionSetNode]) -> dict[str, list[FieldNode]]:
         """The fields of `selection_sets` by response key, in the order they first appear."""
         fields: dict[str, list[FieldNode]] = {}
-        for selection in _selections(selection_sets, self.fragments, set()):
+        for selection in selections(selection_sets, self.fragments, set()):
             key = selection.alias.value if selection.alias else selection.name.value
             fields.setdefault(key, []).append(selection)
         if len(fields) > reads.MAX_KEYS:
-            raise _Unsupported
+            raise Unsupported
         return fields
 
     def shape(self, type_name: str, nodes: list[FieldNode], value: _Resolve) -> reads.Shape:
@@ -131,7 +139,7 @@ class _Planner:
                 continue
             definition = parent.fields.get(name)
             if definition is None:
-                raise _Unsupported  # introspection's __schema and __type
+                raise Unsupported  # introspection's __schema and __type
             keys.append((key, value(name, definition, fields)))
         return reads.Shape(tuple(keys))
 
@@ -147,7 +155,7 @@ class _Planner:
                 return reads.SessionById(node, self.session(fields))
             if name == "sessions":
                 return self.connection("sessions", definition, fields)
-            raise _Unsupported  # eventCursor, introspection
+            raise Unsupported  # eventCursor, introspection
 
         return self.object("Query", [selection_set], value)
 
@@ -162,7 +170,7 @@ class _Planner:
             if name == "children":
                 connection = self.connection("children", definition, fields)
                 return reads.Children(connection)
-            raise _Unsupported  # pragma: no cover - every field of Session is above
+            raise Unsupported  # pragma: no cover - every field of Session is above
 
         return self.shape("Session", nodes, value)
 
@@ -180,7 +188,7 @@ class _Planner:
                 return reads.PageInfo(self.page_info(fields))
             if name == "totalCount":
                 return reads.TotalCount()
-            raise _Unsupported  # pragma: no cover
+            raise Unsupported  # pragma: no cover
 
         type_name = get_named_type(definition.type).name
         return reads.Connection(number, self.shape(type_name, nodes, value))
@@ -197,7 +205,7 @@ class _Planner:
         return self.shape("PageInfo", nodes, lambda name, _d, _f: _PAGE_INFO[name])
 
 
-def _selections(
+def selections(
     selection_sets: list[SelectionSetNode],
     fragments: dict[str, FragmentDefinitionNode],
     spreading: set[str],
@@ -207,14 +215,14 @@ def _selections(
     for selection_set in selection_sets:
         for selection in selection_set.selections:
             if selection.directives:
-                raise _Unsupported
+                raise Unsupported
             if isinstance(selection, FieldNode):
                 yield selection
             elif isinstance(selection, InlineFragmentNode):
-                yield from _selections([selection.selection_set], fragments, spreading)
+                yield from selections([selection.selection_set], fragments, spreading)
             elif isinstance(selection, FragmentSpreadNode):
                 name = selection.name.value
                 fragment = fragments[name]
                 if fragment.directives or name in spreading:
-                    raise _Unsupported
-                yield from _selections([fragment.selection_set], fragments, spreading | {name})
+                    raise Unsupported
+                yield from selections([fragment.selection_set], fragments, spreading | {name})
