@@ -92,7 +92,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parent-share", type=float, default=0.3)
     parser.add_argument("--message-bytes", type=int, default=1000)
     parser.add_argument(
-        "--scenarios", type=lambda v: v.split(","), default=list(SCENARIOS), help="by-id,…"
+        "--scenarios",
+        type=lambda v: [name for name in v.split(",") if name],
+        default=list(SCENARIOS),
+        help="by-id,list,create (empty: none)",
     )
     parser.add_argument("--stream-rows", type=int, default=1_000_000)
     parser.add_argument("--no-stream", action="store_true", help="skip the streamed list")
@@ -348,8 +351,9 @@ def measure(args: argparse.Namespace) -> Outcome:
     tools = f"wrk -t1 -c{args.connections}, {args.duration} s after {args.warm_up} s of warm-up"
     machine = Machine.describe(asyncio.run(postgres_version(url)), tools)
     outcome = Outcome(machine, servers, list(args.scenarios))
-    with _private_redis() as redis_url, _dropped(url, args.drop):
-        _requests(args, outcome, url, redis_url)
+    if outcome.scenarios:
+        with _private_redis() as redis_url, _dropped(url, args.drop):
+            _requests(args, outcome, url, redis_url)
     if not args.no_stream:
         _streams(args, outcome)
     if not args.no_fanout:
