@@ -19,7 +19,7 @@ from app.config import Settings, load_settings
 from app.db import Database, make_engine
 from app.events import Events
 from app.graphql.view import graphql_route
-from app.metrics import Metrics, RequestMetrics, metrics_route
+from app.metrics import Metrics, metrics_route
 from app.migrate import bind_engine, migrate
 from app.naming import make_namer
 from app.naming.measured import MeasuredNamer
@@ -69,11 +69,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             metrics_route(metrics),
         ],
         middleware=[
-            # Outermost: every answer (a preflight, a 401, a 413) carries X-Request-ID and gets
-            # an access line.
-            Middleware(AccessLog),
-            # Then every answer is counted and timed, the middleware's below included.
-            Middleware(RequestMetrics, metrics=metrics),
+            # Outermost: every answer (a preflight, a 401, a 413) carries X-Request-ID, gets an
+            # access line and is counted and timed.
+            Middleware(AccessLog, metrics=metrics),
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),

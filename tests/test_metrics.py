@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,7 +26,13 @@ from app.db import Database
 from app.events import Events
 from app.events.redis_log import RedisLog
 from app.main import create_app
-from app.metrics import MULTIPROC_DIR, multiprocess_directory
+from app.metrics import (
+    MULTIPROC_DIR,
+    REQUEST_BUCKETS,
+    FileRequestCounts,
+    RequestCounts,
+    multiprocess_directory,
+)
 from app.model import NewSession
 from app.naming import LocalNamer
 from app.service import SessionService
@@ -164,6 +171,25 @@ async def test_refusals_of_the_middleware_are_counted(settings: Settings, db: Da
     assert refused.status_code == 401
     count = "session_inbox_requests_total"
     assert value(samples, count, route="unmatched", method="GET", status="401") == 1
+
+
+def test_lock_free_request_counts_expose_what_prometheus_own_metrics_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One process counts requests in plain integers; with several, prometheus_client's Counter
+    # and Histogram count them. A scrape cannot tell the two apart, `_created` included.
+    monkeypatch.setattr("time.time", lambda: 1_700_000_000.5)
+    lock_free, own = CollectorRegistry(), CollectorRegistry()
+    counts, prometheus_counts = RequestCounts(lock_free), FileRequestCounts(own)
+    # Each bound, just under and over it, and past the last.
+    seconds = [b + d for b in REQUEST_BUCKETS for d in (-1e-9, 0.0, 1e-9)] + [0.0, 60.0]
+    for i, duration in enumerate(seconds * 3):
+        labels = (["/sessions/{id}", "unmatched", "/healthz"][i % 3], ["GET", "POST"][i % 2])
+        for observed in (counts, prometheus_counts):
+            observed.observe(*labels, [200, 404, 499, 500][i % 4], duration)
+
+    assert generate_latest(lock_free).decode() == generate_latest(own).decode()
+    assert "session_inbox_requests_created" in generate_latest(lock_free).decode()
 
 
 # Naming
