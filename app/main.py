@@ -9,13 +9,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from app import health, rest
 from app.access_log import AccessLog
 from app.auth import Authenticator, RequireBearer
 from app.body_limit import BodyLimit
 from app.config import Settings, load_settings
+from app.cors import CORS
 from app.db import Database, make_engine
 from app.events import Events
 from app.graphql.view import graphql_route
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # access line and is counted and timed.
             Middleware(AccessLog, metrics=metrics),
             Middleware(
-                CORSMiddleware,
+                CORS,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["*"],
                 allow_headers=["*"],
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(RequireBearer, authenticator=authenticator),
             # Inside CORS too, so that a 413 carries its headers.
             Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+            # Innermost: the liveness probe, answered without the router.
+            Middleware(health.HealthzShortcut),
         ],
         exception_handlers=rest.exception_handlers,
         lifespan=lifespan,
