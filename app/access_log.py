@@ -61,15 +61,14 @@ class AccessLog:
         self.observe = metrics.observe_request if metrics is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # An HTTP request is served here, not in a method of its own: one coroutine less for
+        # each request, and one frame less that each of its suspensions goes through.
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         echoed = (HEADER_KEY, request_id.begin(_given(scope)).encode("ascii"))
         status = 0

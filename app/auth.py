@@ -5,7 +5,7 @@ An `Authenticator` asks its verifiers, in turn, whether a bearer token is theirs
 verifier the API is open, and `RequireBearer` says so once, when the app starts.
 
 `RequireBearer` guards every HTTP request but the open paths (health, the Swagger UI page and its
-assets, the OpenAPI document, the GraphiQL page); it sits inside `CORSMiddleware`, so a preflight
+assets, the OpenAPI document, the GraphiQL page); it sits inside `CORS` (`app.cors`), so a preflight
 is answered before it and a 401 still carries the CORS headers. A WebSocket is let through: its
 token comes in `connection_init`, which the GraphQL view checks (`on_ws_connect`)."""
 
