@@ -150,6 +150,8 @@ class RequestCounts(Collector):
         ]
 
     def collect(self) -> Iterable[Metric]:
+        # prometheus_client's switch for `_created` series (PROMETHEUS_DISABLE_CREATED_SERIES),
+        # read as its own metrics read it: private, and pinned by a test against them.
         created = prometheus_metrics._use_created
         requests, seconds = self.describe()
         for (route, method, status), count in list(self._counts.items()):
