@@ -5,7 +5,7 @@ An `Authenticator` asks its verifiers, in turn, whether a bearer token is theirs
 verifier the API is open, and `RequireBearer` says so once, when the app starts.
 
 `RequireBearer` guards every HTTP request but the open paths (health, the Swagger UI page and its
-assets, the OpenAPI document, the GraphiQL page); it sits inside `CORSMiddleware`, so a preflight
+assets, the OpenAPI document, the GraphiQL page); it sits inside `CORS` (`app.cors`), so a preflight
 is answered before it and a 401 still carries the CORS headers. A WebSocket is let through: its
 token comes in `connection_init`, which the GraphQL view checks (`on_ws_connect`)."""
 
@@ -145,12 +145,24 @@ def unauthorized(scope: Scope, outcome: Outcome) -> Response:
     return error_response(401, "Unauthorized", message, Code.UNAUTHORIZED, headers)
 
 
+def _authorization(scope: Scope) -> str | None:
+    """The request's first `Authorization` value, as `Headers(scope=scope).get` reads it,
+    without building the whole mapping on every request."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            found: str = value.decode("latin-1")
+            return found
+    return None
+
+
 class RequireBearer:
     """ASGI middleware: an HTTP request off the open paths needs a bearer token."""
 
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self.app = app
         self.authenticator = authenticator
+        # Its verifiers are fixed when it is made: asked once, not at every request.
+        self.is_open = authenticator.is_open
         # Starlette builds its middleware once, as the app starts: so this is said once.
         if authenticator.is_open:
             log.warning(
@@ -159,10 +171,10 @@ class RequireBearer:
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.authenticator.is_open or is_open_path(scope):
+        if scope["type"] != "http" or self.is_open or is_open_path(scope):
             await self.app(scope, receive, send)
             return
-        outcome = await self.authenticator.check(Headers(scope=scope).get("authorization"))
+        outcome = await self.authenticator.check(_authorization(scope))
         if outcome is Outcome.ACCEPTED:
             await self.app(scope, receive, send)
             return

@@ -9,7 +9,6 @@ a GraphQL `{"errors": [...]}`. WebSocket and lifespan scopes pass through untouc
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,9 +22,14 @@ class BodyTooLarge(Exception):
     """Raised from the wrapped `receive` when the body passes the limit."""
 
 
-def _declared_length(headers: Headers) -> int | None:
-    raw = headers.get("content-length", "")
-    return int(raw) if raw.isdigit() else None
+def _declared_length(scope: Scope) -> int | None:
+    """The request's `Content-Length` (its first), if it is a number; read straight from the
+    scope's headers, as every request pays for it."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            raw: bytes = value
+            return int(raw) if raw.isdigit() else None
+    return None
 
 
 def too_large(scope: Scope, max_bytes: int) -> Response:
@@ -50,7 +54,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _declared_length(Headers(scope=scope))
+        declared = _declared_length(scope)
         if declared is not None and declared > self.max_bytes:
             await too_large(scope, self.max_bytes)(scope, receive, send)
             return

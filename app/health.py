@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.rest.errors import JSON_TYPE, Code
 from app.state import AppState
@@ -32,6 +33,37 @@ _HEALTHY = orjson.dumps({"status": OK})
 
 async def healthz(_request: Request) -> Response:
     return Response(_HEALTHY, media_type=JSON_TYPE)
+
+
+HEALTHZ = Route("/healthz", healthz, methods=["GET"])
+_HEALTHZ_HEADERS = Response(_HEALTHY, media_type=JSON_TYPE).raw_headers
+
+
+class HealthzShortcut:
+    """ASGI middleware, innermost: `GET /healthz` answered here as its route answers it (the
+    same bytes), without the router's walk through every route and Starlette's request and
+    response objects; `scope["route"]` is its route, so the access line and the metrics name it
+    as before. Anything else (a HEAD, a path under a root path) goes on to the router."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != HEALTHZ.path
+            or scope["method"] != "GET"
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = HEALTHZ
+        scope["endpoint"] = healthz
+        scope["path_params"] = {}
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": list(_HEALTHZ_HEADERS)}
+        )
+        await send({"type": "http.response.body", "body": _HEALTHY})
 
 
 class Readiness:
@@ -98,6 +130,6 @@ async def _answers(ping: Callable[[], Awaitable[None]]) -> str:
 def routes() -> list[BaseRoute]:
     """The probes' routes, for one app."""
     return [
-        Route("/healthz", healthz, methods=["GET"]),
+        HEALTHZ,
         Route("/readyz", Readiness().probe, methods=["GET"]),
     ]

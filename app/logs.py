@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,10 +39,35 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """`TEXT_FORMAT`, with `NO_REQUEST` for a line written outside any request."""
+    """`TEXT_FORMAT`, with `NO_REQUEST` for a line written outside any request.
+
+    Every request writes a line through it, so a line without a traceback is put together
+    directly, as `TEXT_FORMAT` would put it, and the time's seconds are formatted once a
+    second (a line's time is its second, as `formatTime` writes it, and its milliseconds)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT, defaults={"request_id": NO_REQUEST})
+        self._second: tuple[int, str] = (-1, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        request = record.__dict__.get("request_id", NO_REQUEST)
+        return f"{record.asctime} {record.levelname} {record.name} [{request}] {record.message}"
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if datefmt is not None or self.converter is not time.localtime:
+            return super().formatTime(record, datefmt)
+        cached, text = self._second
+        if cached != second:
+            text = time.strftime(self.default_time_format, time.localtime(second))
+            # One assignment: a line formatted in another thread reads the pair or its next.
+            self._second = (second, text)
+        with_msecs = self.default_msec_format
+        return with_msecs % (text, record.msecs) if with_msecs else text
 
 
 class JSONFormatter(logging.Formatter):

@@ -1,9 +1,13 @@
 """Prometheus metrics (`GET /metrics`), each named `session_inbox_…`, in one `Metrics` per app.
 
-What a request does is counted as it happens, cheaply: `RequestMetrics` (pure ASGI middleware)
-counts and times each HTTP answer by route template, `observe_naming` each naming. What the
-app's parts count or hold (relayed events, failures, subscribers, the pool) is read when
-`/metrics` is scraped, so their hot paths carry nothing.
+What a request does is counted as it happens, cheaply: `AccessLog` (`app.access_log`) counts
+and times each HTTP answer by route template, `observe_naming` each naming. What the app's parts
+count or hold (relayed events, failures, subscribers, the pool) is read when `/metrics` is
+scraped, so their hot paths carry nothing. Requests, the hottest path of all, are counted in
+plain integers (`RequestCounts`), with no lock: they are counted and scraped in the event loop
+alone, and exposed at scrape time as prometheus_client's own Counter and Histogram would be.
+This makes the module long: with several processes they are counted in those prometheus_client
+metrics after all (`FileRequestCounts`), whose values are the files every process reads.
 
 With `serve --workers N`, every process writes its metrics to files in PROMETHEUS_MULTIPROC_DIR
 (prometheus_client's multiprocess mode, chosen when it is imported) and a scrape, answered by any
@@ -13,13 +17,14 @@ workers start, and each worker writes what it holds every `SAMPLE_S` for the scr
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,12 +39,14 @@ from prometheus_client import (
     multiprocess,
     values,
 )
-from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.access_log import CLIENT_GONE
 from app.naming.names import Names
 
 if TYPE_CHECKING:
@@ -55,10 +62,12 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 SAMPLE_S = 5.0
 # How long a scrape waits for the database to count the outbox.
 BACKLOG_TIMEOUT_S = 1.0
-# A request that matched no route; and a method outside these, so that clients cannot make
-# label values up.
-UNMATCHED = "unmatched"
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+REQUESTS = PREFIX + "requests"
+REQUESTS_DOC = "HTTP requests answered, by route template, method and status."
+REQUEST_SECONDS = PREFIX + "request_duration_seconds"
+REQUEST_SECONDS_DOC = (
+    "Time from a request's arrival to the last byte of its answer, by route template."
+)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 NAMING_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
@@ -82,6 +91,117 @@ class _Follower:
         self.seen = count
 
 
+class _Latency:
+    """One histogram series: observations per bucket (not cumulated), their sum, and when it
+    was first observed."""
+
+    __slots__ = ("buckets", "created", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(_REQUEST_BOUNDS)
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class _Count:
+    """One counter series, with the histogram series of its route and method."""
+
+    __slots__ = ("created", "latency", "value")
+
+    def __init__(self, latency: _Latency) -> None:
+        self.value = 0
+        self.latency = latency
+        self.created = time.time()
+
+
+# The histogram's upper bounds, +Inf last, as prometheus_client's Histogram holds them.
+_REQUEST_BOUNDS = (*REQUEST_BUCKETS, INF)
+_LE = tuple(floatToGoString(bound) for bound in _REQUEST_BOUNDS)  # type: ignore[no-untyped-call]
+
+
+class RequestCounts(Collector):
+    """Requests counted and timed in plain integers, lock-free: `observe` runs in the event loop,
+    and so does the scrape that reads them (`generate_latest`, in the `/metrics` endpoint). What
+    `collect` exposes is what a Counter `requests` and a Histogram `request_duration_seconds`
+    with the same labels would (the same samples, in the same order, `_created` included)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._counts: dict[tuple[str, str, int], _Count] = {}
+        self._latencies: dict[tuple[str, str], _Latency] = {}
+        registry.register(self)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        count = self._counts.get((route, method, status))
+        if count is None:
+            latency = self._latencies.get((route, method))
+            if latency is None:
+                latency = self._latencies[route, method] = _Latency()
+            count = self._counts[route, method, status] = _Count(latency)
+        count.value += 1
+        latency = count.latency
+        # The first bound at or above `seconds`, as `Histogram.observe` picks it.
+        latency.buckets[bisect.bisect_left(_REQUEST_BOUNDS, seconds)] += 1
+        latency.sum += seconds
+
+    def describe(self) -> Iterable[Metric]:
+        return [
+            Metric(REQUESTS, REQUESTS_DOC, "counter"),
+            Metric(REQUEST_SECONDS, REQUEST_SECONDS_DOC, "histogram"),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        # prometheus_client's switch for `_created` series (PROMETHEUS_DISABLE_CREATED_SERIES),
+        # read as its own metrics read it: private, and pinned by a test against them.
+        created = prometheus_metrics._use_created
+        requests, seconds = self.describe()
+        for (route, method, status), count in list(self._counts.items()):
+            labels = {"route": route, "method": method, "status": str(status)}
+            requests.add_sample(REQUESTS + "_total", labels, float(count.value))
+            if created:
+                requests.add_sample(REQUESTS + "_created", labels, count.created)
+        for (route, method), latency in list(self._latencies.items()):
+            labels = {"route": route, "method": method}
+            observed = 0.0
+            for le, in_bucket in zip(_LE, latency.buckets, strict=True):
+                observed += in_bucket
+                seconds.add_sample(REQUEST_SECONDS + "_bucket", {**labels, "le": le}, observed)
+            seconds.add_sample(REQUEST_SECONDS + "_count", labels, observed)
+            seconds.add_sample(REQUEST_SECONDS + "_sum", labels, latency.sum)
+            if created:
+                seconds.add_sample(REQUEST_SECONDS + "_created", labels, latency.created)
+        return [requests, seconds]
+
+
+class FileRequestCounts:
+    """With several processes: requests counted in prometheus_client's own metrics, whose values
+    are the files that a scrape in any process merges (their lock is the price)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            REQUESTS, REQUESTS_DOC, ("route", "method", "status"), registry=registry
+        )
+        self.request_seconds = Histogram(
+            REQUEST_SECONDS,
+            REQUEST_SECONDS_DOC,
+            ("route", "method"),
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        # The labelled children of each request's labels, made once.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route, method),
+            )
+            self._children[route, method, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+
 class Metrics:
     """The metrics of one app, in a registry of its own (tests make many apps in a process)."""
 
@@ -98,17 +218,9 @@ class Metrics:
         def gauge(name: str, doc: str, mode: Literal["livesum", "mostrecent"] = "livesum") -> Gauge:
             return Gauge(PREFIX + name, doc, registry=registry, multiprocess_mode=mode)
 
-        self.requests = counter(
-            "requests",
-            "HTTP requests answered, by route template, method and status.",
-            ("route", "method", "status"),
-        )
-        self.request_seconds = histogram(
-            "request_duration_seconds",
-            "Time from a request's arrival to the last byte of its answer, by route template.",
-            ("route", "method"),
-            REQUEST_BUCKETS,
-        )
+        # Registered first, as the metrics it stands for were, so the exposition keeps its order.
+        requests = FileRequestCounts(registry) if is_multiprocess() else RequestCounts(registry)
+        self.observe_request: Callable[[str, str, int, float], None] = requests.observe
         self.namings = counter(
             "namings",
             "Sessions named, by the configured namer and outcome: ok, or why the local names "
@@ -152,19 +264,6 @@ class Metrics:
         self._relayed = _Follower(self.events_relayed)
         self._publish_failures = _Follower(self.publish_failures)
         self._relay_failures = _Follower(self.relay_failures)
-        # The labelled children of each request's labels, made once.
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        children = self._request_children.get((route, method, status))
-        if children is None:
-            children = (
-                self.requests.labels(route, method, str(status)),
-                self.request_seconds.labels(route, method),
-            )
-            self._request_children[route, method, status] = children
-        children[0].inc()
-        children[1].observe(seconds)
 
     def observe_naming(self, names: Names, seconds: float) -> None:
         namer = "anthropic" if names.namer == "anthropic" or names.fallback else "local"
@@ -241,50 +340,6 @@ def metrics_route(metrics: Metrics) -> Route:
         return Response(await metrics.scrape(state), media_type=CONTENT_TYPE_LATEST)
 
     return Route(PATH, endpoint, methods=["GET"])
-
-
-class RequestMetrics:
-    """ASGI middleware: every HTTP answer counted and timed by route template (`/sessions/{id}`,
-    never the path itself), method and status; WebSockets pass through."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # What the app raises without answering is answered 500 further out.
-        status = 500
-
-        async def send_seen(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_seen)
-        except ClientDisconnect:
-            # Gone before its answer: counted as AccessLog writes it down.
-            status = CLIENT_GONE if status == 500 else status
-            raise
-        finally:
-            method = scope["method"]
-            self.metrics.observe_request(
-                _template(scope.get("route")),
-                method if method in METHODS else "other",
-                status,
-                time.perf_counter() - started,
-            )
-
-
-def _template(route: Any) -> str:
-    """The path template of the route the router picked (`scope["route"]`), if it picked one."""
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
 
 
 @contextmanager

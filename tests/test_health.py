@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,7 +24,7 @@ from app.config import Settings
 from app.db import Database, make_engine
 from app.events import Events, MemoryLog
 from app.events.redis_log import RedisLog
-from app.health import READY_TIMEOUT_S, RETRY_AFTER_S
+from app.health import READY_TIMEOUT_S, RETRY_AFTER_S, HealthzShortcut
 from app.main import create_app
 from app.naming import LocalNamer
 from app.service import SessionService
@@ -129,6 +129,43 @@ async def test_healthz_is_200(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_healthz_answers_as_its_route_does(settings: Settings, method: str) -> None:
+    # GET /healthz is answered before the router (`HealthzShortcut`): the same bytes as the
+    # route's answer, through the same middleware, and named by its route.
+    async def answer(app: Any) -> tuple[list[dict[str, Any]], Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"host", b"t"), (b"x-request-id", b"probe-1")]
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": "/healthz",
+            "raw_path": b"/healthz",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+        }
+        await app(scope, receive, send)
+        return sent, getattr(scope.get("route"), "path", None)
+
+    routed = create_app(settings)
+    routed.user_middleware = [
+        m for m in routed.user_middleware if cast(object, m.cls) is not HealthzShortcut
+    ]
+
+    assert await answer(create_app(settings)) == await answer(routed)
+    assert (await answer(routed))[1] == "/healthz"
 
 
 async def test_healthz_is_200_while_the_database_is_unreachable() -> None:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from app.access_log import AccessLog
 from app.config import Settings, load_settings
-from app.logs import logging_config
+from app.logs import NO_REQUEST, TEXT_FORMAT, TextFormatter, logging_config
 from tests.loopback import serve_on_loopback
 
 DEADLINE_S = 10.0
@@ -133,3 +133,19 @@ async def test_text_lines_name_their_request(capsys: pytest.CaptureFixture[str])
     assert len(access) == 1
     assert " INFO session_inbox.access [r-1] GET /work/{n} 200 " in access[0]
     assert any("session_inbox.tests [-] outside any request" in line for line in lines)
+
+
+def test_a_text_line_is_what_the_text_format_makes_of_it() -> None:
+    # The text formatter puts a line together directly, its seconds formatted once a second.
+    plain = logging.Formatter(TEXT_FORMAT, defaults={"request_id": NO_REQUEST})
+    lean = TextFormatter()
+    for i in range(300):
+        record = logging.LogRecord(
+            "session_inbox.access", logging.INFO, __file__, 1, "%s %d%%", ("GET", i), None
+        )
+        # Lines 7 ms apart: several in each second, and the seconds change.
+        record.created = 1_796_222_935.0 + i * 0.007
+        record.msecs = float(int((record.created % 1) * 1000))
+        if i % 3:
+            record.request_id = f"r-{i}"
+        assert lean.format(record) == plain.format(record)

@@ -6,6 +6,7 @@ the outbox, subscribers, the pool; and, with `--workers 2`, the sum of both proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import uuid
@@ -17,15 +18,26 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope, Send
 
+from app.access_log import AccessLog
 from app.config import Settings, load_settings
 from app.db import Database
 from app.events import Events
 from app.events.redis_log import RedisLog
 from app.main import create_app
-from app.metrics import MULTIPROC_DIR, multiprocess_directory
+from app.metrics import (
+    MULTIPROC_DIR,
+    REQUEST_BUCKETS,
+    FileRequestCounts,
+    Metrics,
+    RequestCounts,
+    multiprocess_directory,
+)
 from app.model import NewSession
 from app.naming import LocalNamer
 from app.service import SessionService
@@ -164,6 +176,63 @@ async def test_refusals_of_the_middleware_are_counted(settings: Settings, db: Da
     assert refused.status_code == 401
     count = "session_inbox_requests_total"
     assert value(samples, count, route="unmatched", method="GET", status="401") == 1
+
+
+def test_lock_free_request_counts_expose_what_prometheus_own_metrics_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One process counts requests in plain integers; with several, prometheus_client's Counter
+    # and Histogram count them. A scrape cannot tell the two apart, `_created` included.
+    monkeypatch.setattr("time.time", lambda: 1_700_000_000.5)
+    lock_free, own = CollectorRegistry(), CollectorRegistry()
+    counts, prometheus_counts = RequestCounts(lock_free), FileRequestCounts(own)
+    # Each bound, just under and over it, and past the last.
+    seconds = [b + d for b in REQUEST_BUCKETS for d in (-1e-9, 0.0, 1e-9)] + [0.0, 60.0]
+    for i, duration in enumerate(seconds * 3):
+        labels = (["/sessions/{id}", "unmatched", "/healthz"][i % 3], ["GET", "POST"][i % 2])
+        for observed in (counts, prometheus_counts):
+            observed.observe(*labels, [200, 404, 499, 500][i % 4], duration)
+
+    assert generate_latest(lock_free).decode() == generate_latest(own).decode()
+    assert "session_inbox_requests_created" in generate_latest(lock_free).decode()
+
+
+async def test_an_answer_the_app_never_gave_is_counted_as_the_access_line_says_it_ended() -> None:
+    # 500 for an error (answered further out) or no answer at all, 499 for a client gone
+    # mid-body, and the status sent when the app answered before failing.
+    async def app(scope: Scope, _receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path == "/answered-then-broken":
+            await send({"type": "http.response.start", "status": 201, "headers": []})
+            raise RuntimeError("a bug")
+        if path == "/hung-up":
+            raise ClientDisconnect
+        if path == "/broken":
+            raise RuntimeError("a bug")
+
+    metrics = Metrics()
+    observed = AccessLog(app, metrics=metrics)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(_message: Message) -> None:
+        pass
+
+    for path in ("/broken", "/answered-then-broken", "/hung-up", "/silent"):
+        scope: Scope = {"type": "http", "method": "BREW", "path": path, "headers": []}
+        with contextlib.suppress(RuntimeError):
+            await observed(scope, receive, send)
+
+    samples = parse(generate_latest(metrics.registry).decode())
+    count = "session_inbox_requests_total"
+    statuses = {
+        dict(labels)["status"]: sample
+        for (name, labels), sample in samples.items()
+        if name == count and dict(labels)["route"] == "unmatched"
+    }
+    assert statuses == {"500": 2.0, "201": 1.0, "499": 1.0}
+    assert value(samples, count, route="unmatched", method="other", status="499") == 1
 
 
 # Naming
