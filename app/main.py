@@ -68,10 +68,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await db.close()
 
     app = Starlette(
+        # Tried in order, and no two paths overlap: the busiest first (each route passed costs a
+        # regular expression's match, 9 of them before /graphql).
         routes=[
+            graphql_route(settings, authenticator),
             *rest.routes,
             *docs.routes,
-            graphql_route(settings, authenticator),
             *health.routes(),
             metrics_route(metrics),
         ],
