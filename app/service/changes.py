@@ -126,7 +126,10 @@ class SessionService(SessionReads):
 
         started = time.perf_counter()
         names = await self.namer.name(repo, target_branch, messages)
-        log.info(
+        # A line at INFO when a model was asked (or failed): with the local namer alone, a
+        # line a create that says nothing new (the metrics count namings by namer).
+        log.log(
+            logging.DEBUG if self.names_instantly and names.fallback is None else logging.INFO,
             "named session (namer=%s, %.0f ms)",
             names.namer,
             (time.perf_counter() - started) * 1000,
