@@ -197,3 +197,20 @@ async def test_a_model_is_asked_only_for_a_creation_that_can_happen_and_holds_no
     assert again.replayed
     assert namer.calls == 2
     assert namer.held_connections == [0, 0]
+
+
+async def test_a_move_takes_the_parent_lock_after_one_missed_statement(
+    quiet: SessionService, trips: Trips
+) -> None:
+    one = (await quiet.create(NEW)).session
+    two = (await quiet.create(NewSession("acme/app", "main", ["Two"]))).session
+    trips.taken()
+    moved = await quiet.update(two["id"], SessionChanges(parent=one["id"]))
+    # The statement that keeps the parent finds none to keep; then BEGIN, the parent lock,
+    # the row's, the walk up from the new parent, the update, COMMIT.
+    assert trips.taken() == 7
+    assert (moved["parent"], moved["version"]) == (one["id"], 2)
+    # Clearing the parent moves it under none: one statement.
+    cleared = await quiet.update(two["id"], SessionChanges(parent=None))
+    assert trips.taken() == 1
+    assert (cleared["parent"], cleared["version"]) == (None, 3)

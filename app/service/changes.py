@@ -206,18 +206,26 @@ class SessionService(SessionReads):
         if not values:
             return await self._unchanged(session_id, expected_version)
         row = None
+        # Whether the short path missed because the session moves to the parent given is
+        # unknown, but a move is what a miss with a parent mostly is: then the full path takes
+        # the parent lock at once, rather than after an attempt without it.
+        lock_first = False
         if not (
             merge_json and any(isinstance(values[n], dict) for n in JSON_FIELDS & values.keys())
         ):
+            keeps_parent = values.get("parent") is not None
             row = await self._write(
                 session_id,
                 values,
                 expected_version=expected_version,
-                keeps_parent=values.get("parent") is not None,
+                keeps_parent=keeps_parent,
             )
+            lock_first = keeps_parent and self.store.locks_parents
         if row is None:
             try:
-                row = await self._apply(session_id, values, expected_version, merge_json, False)
+                row = await self._apply(
+                    session_id, values, expected_version, merge_json, lock_first
+                )
             except _ParentLockNeeded:
                 row = await self._apply(session_id, values, expected_version, merge_json, True)
         self.events.committed()
