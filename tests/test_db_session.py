@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from app.config import load_settings
-from app.db import Database, make_engine
+from app.db import Database, DatabaseUnavailable, make_engine
 from app.store import queries
 from app.store.dialect import POSTGRES
 
@@ -92,3 +92,18 @@ async def test_a_listen_a_cursor_and_a_temporary_table_do_not_reach_the_next_lea
 async def test_a_value_s_statement_is_held_to_the_same_rule(pg: Database) -> None:
     await pg.fetch_value("SELECT set_config('application_name', $1, false)", "leaked")
     assert await pg.fetch_value("SELECT current_setting('application_name')") == "session-inbox"
+
+
+async def test_a_statement_past_the_client_deadline_in_a_transaction_is_unavailable(
+    pg: Database,
+) -> None:
+    # The client's deadline, well before the server's timeout: as when the server is frozen.
+    pg._deadline_s = 0.2
+    with pytest.raises(DatabaseUnavailable, match="did not answer in time"):
+        async with pg.transaction():
+            await pg.execute("SELECT pg_sleep(3)")
+    with pytest.raises(DatabaseUnavailable, match="did not answer in time"):
+        await pg.execute("SELECT pg_sleep(3)")
+    # The abandoned connections were closed, and the pool gives a working one.
+    pg._deadline_s = 5.0
+    assert (await pg.fetchrow("SELECT 1 AS one"))["one"] == 1

@@ -20,6 +20,9 @@ class LocalNamer:
     """Deterministic names: the title is the first line of the message text, the branch its
     first words. It never fails, so it is the fallback of every other namer."""
 
+    # It does no I/O: a creation asks it first and reads nothing before its insert.
+    instant = True
+
     def __init__(self, branch_prefix: str = "") -> None:
         # A prefix that cannot start a branch would make every generated name invalid.
         if len(branch_prefix) > BRANCH_MAX // 2 or (

@@ -1,7 +1,8 @@
 """The changes to sessions (create, update, append to messages, delete) and every rule they keep:
 validation, naming, parents without cycles, versions and idempotency. Their events are written by
 the database in each change's transaction (the outbox's triggers); after a commit the service
-only wakes the relay."""
+only wakes the relay. The module is long because each change's short path (one statement) and
+its full one (read, check, write) keep the same rules, and are read best side by side."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +53,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _instant(namer: Any) -> bool:
+    """Whether `namer` names without I/O (`instant`), looking through the wrappers that keep
+    the one they wrap as `namer` (`MeasuredNamer`)."""
+    while not getattr(namer, "instant", False):
+        namer = getattr(namer, "namer", None)
+        if namer is None:
+            return False
+    return True
+
+
 class _ParentLockNeeded(Exception):
     """An update found that it moves the session to another parent: start over with the lock."""
 
@@ -80,37 +90,52 @@ class SessionService(SessionReads):
     def __init__(self, db: Database, namer: Namer, events: Events) -> None:
         super().__init__(db, events)
         self.namer = namer
+        # A namer without I/O is asked before anything is read (see `create`).
+        self.names_instantly = _instant(namer)
 
     async def create(self, new: NewSession, *, idempotency_key: str | None = None) -> Created:
         """A new session, `active`, named by the namer. With an idempotency key, a retry with
-        the same content returns the first session; with other content it is refused."""
+        the same content returns the first session; with other content it is refused.
+
+        The insert is one statement (under a parent it also holds the parent lock shared, and
+        its foreign key refuses a missing parent). A namer that asks a model is asked only for
+        a creation that can happen, so for it a retry and a missing parent are read first; a
+        namer without I/O (the local one) is asked at once and nothing is read before the
+        insert. Either is asked before any connection is taken, so a slow namer cannot hold
+        the pool."""
         repo, target_branch, messages, parent = (
             new.repo,
             new.target_branch,
             new.messages,
             new.parent,
         )
+        digest = None
         if idempotency_key is not None:
             idempotency_key = validation.required_text(
                 "idempotency_key", idempotency_key, validation.IDEMPOTENCY_KEY_MAX
             )
-        digest = validation.fingerprint(repo, target_branch, messages, str(parent or ""))
-        if idempotency_key is not None:
-            earlier = await self._replay(idempotency_key, digest)
-            if earlier is not None:
-                return Created(earlier, replayed=True)
-        if parent is not None and not await self.store.exists(parent):
-            raise ParentNotFound("parent session does not exist", "parent")
+            digest = validation.fingerprint(repo, target_branch, messages, str(parent or ""))
+        if not self.names_instantly:
+            if idempotency_key is not None:
+                assert digest is not None
+                earlier = await self._replay(idempotency_key, digest)
+                if earlier is not None:
+                    return Created(earlier, replayed=True)
+            if parent is not None and not await self.store.exists(parent):
+                raise ParentNotFound("parent session does not exist", "parent")
 
-        # The model is asked before any connection is taken, so a slow namer cannot hold the pool.
         started = time.perf_counter()
         names = await self.namer.name(repo, target_branch, messages)
-        log.info(
+        # A line at INFO when a model was asked (or failed): with the local namer alone, a
+        # line a create that says nothing new (the metrics count namings by namer).
+        log.log(
+            logging.DEBUG if self.names_instantly and names.fallback is None else logging.INFO,
             "named session (namer=%s, %.0f ms)",
             names.namer,
             (time.perf_counter() - started) * 1000,
         )
 
+        stored_messages = validation.dump_json(messages)
         branch = names.branch
         for _attempt in range(BRANCH_ATTEMPTS):
             now = _now()
@@ -120,7 +145,7 @@ class SessionService(SessionReads):
                 target_branch=target_branch,
                 title=names.title,
                 branch=branch,
-                messages=validation.dump_json(messages),
+                messages=stored_messages,
                 inbox_status=InboxStatus.ACTIVE,
                 sbx_config=None,
                 parent=parent,
@@ -129,16 +154,9 @@ class SessionService(SessionReads):
                 version=1,
             )
             try:
-                # Under a parent, the insert waits for a delete of it in flight (deletes hold
-                # the parent lock exclusively), so the new child is either refused or orphaned
-                # by that delete with a version bump, never silently by the foreign key.
-                # Creations share the lock, so they never wait for each other.
-                async with self.store.sharing_parents() if parent is not None else nullcontext():
-                    row = await self.store.insert(
-                        new_row,
-                        idempotency_key=idempotency_key,
-                        fingerprint=digest if idempotency_key is not None else None,
-                    )
+                row = await self.store.insert(
+                    new_row, idempotency_key=idempotency_key, fingerprint=digest
+                )
             except Conflict as conflict:
                 if conflict.constraint is Constraint.PARENT:
                     raise ParentNotFound("parent session does not exist", "parent") from None
@@ -147,8 +165,9 @@ class SessionService(SessionReads):
                 branch = with_suffix(names.branch)
                 continue
             if row is None:
-                # A concurrent request with the same key won the race.
+                # The key is taken: by an earlier creation, or a concurrent one that won.
                 assert idempotency_key is not None
+                assert digest is not None
                 earlier = await self._replay(idempotency_key, digest)
                 if earlier is None:  # pragma: no cover - it was deleted in between
                     continue
@@ -178,14 +197,37 @@ class SessionService(SessionReads):
         """Apply the fields `changes` gives. With `merge_json`, `messages` and
         `sbx_config` are RFC 7396 merge patches over the stored values. A stale
         `expected_version` changes nothing. Every update that changes a field bumps `version`;
-        one with no field at all returns the session as it is."""
+        one with no field at all returns the session as it is.
+
+        An update that needs nothing read first (no object merged into a stored value, no
+        move to another parent) is one statement, its conditions (the version, the parent
+        kept) in it; when it changes nothing, the full path (`_apply`) tells why."""
         values = self._validated(changes)
         if not values:
             return await self._unchanged(session_id, expected_version)
-        try:
-            row = await self._apply(session_id, values, expected_version, merge_json, False)
-        except _ParentLockNeeded:
-            row = await self._apply(session_id, values, expected_version, merge_json, True)
+        row = None
+        # Whether the short path missed because the session moves to the parent given is
+        # unknown, but a move is what a miss with a parent mostly is: then the full path takes
+        # the parent lock at once, rather than after an attempt without it.
+        lock_first = False
+        if not (
+            merge_json and any(isinstance(values[n], dict) for n in JSON_FIELDS & values.keys())
+        ):
+            keeps_parent = values.get("parent") is not None
+            row = await self._write(
+                session_id,
+                values,
+                expected_version=expected_version,
+                keeps_parent=keeps_parent,
+            )
+            lock_first = keeps_parent and self.store.locks_parents
+        if row is None:
+            try:
+                row = await self._apply(
+                    session_id, values, expected_version, merge_json, lock_first
+                )
+            except _ParentLockNeeded:
+                row = await self._apply(session_id, values, expected_version, merge_json, True)
         self.events.committed()
         return row
 
@@ -218,7 +260,9 @@ class SessionService(SessionReads):
                     values[name] = validation.merge_patch(before, values[name])
             if new_parent is not None and moves:
                 await self._check_parent(session_id, new_parent)
-            return await self._write(session_id, values)
+            row = await self._write(session_id, values)
+            assert row is not None  # the row is locked by this transaction
+            return row
 
     async def _unchanged(self, session_id: UUID, expected_version: int | None) -> Session:
         return _checked(await self.get(session_id), expected_version)
@@ -244,14 +288,28 @@ class SessionService(SessionReads):
         if ancestry.cycle or ancestry.depth >= MAX_ANCESTRY:
             raise ParentCycle("this parent would make the session its own ancestor", "parent")
 
-    async def _write(self, session_id: UUID, values: Mapping[str, Any]) -> Session:
-        """Store `values` (JSON documents as their text) with the next version."""
+    async def _write(
+        self,
+        session_id: UUID,
+        values: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        keeps_parent: bool = False,
+    ) -> Session | None:
+        """Store `values` (JSON documents as their text) with the next version, on the
+        conditions `SessionStore.update` takes; None when they do not hold."""
         stored = {
             name: validation.dump_json(value) if name in JSON_FIELDS else value
             for name, value in values.items()
         }
         try:
-            row = await self.store.update(session_id, stored, updated_at=_now())
+            return await self.store.update(
+                session_id,
+                stored,
+                updated_at=_now(),
+                expected_version=expected_version,
+                keeps_parent=keeps_parent,
+            )
         except Conflict as conflict:
             if conflict.constraint is Constraint.BRANCH:
                 raise BranchTaken(
@@ -260,8 +318,6 @@ class SessionService(SessionReads):
             if conflict.constraint is Constraint.PARENT:
                 raise ParentNotFound("parent session does not exist", "parent") from None
             raise
-        assert row is not None  # the row is locked by this transaction
-        return row
 
     async def append_messages(self, session_id: UUID, messages: list[Any]) -> Session:
         """Append `messages` to the session's messages in one statement, so concurrent appends

@@ -69,10 +69,17 @@ def _value(dialect: Dialect, field: str) -> QueryString:
     return dialect.json(param) if field in schema.JSON else QueryString("{}", param)
 
 
-@statement
-def INSERT(dialect: Dialect) -> QueryString:
-    """A new row, unless its idempotency key is taken (then no row comes back)."""
+def _insert(dialect: Dialect, *, sharing_parents: bool) -> QueryString:
     values = [_value(dialect, of._meta.name) for of in schema.ROW]
+    if sharing_parents:
+        # The parent is read through the shared hold of the parent lock, so the hold is taken
+        # as the row is made, before its foreign key is checked (at the statement's end), and
+        # lasts until the statement's transaction ends.
+        values[[of._meta.name for of in schema.ROW].index("parent")] = QueryString(
+            "(SELECT CAST({} AS uuid) FROM (SELECT pg_advisory_xact_lock_shared({})) AS held)",
+            Param("parent"),
+            Param("parent_lock"),
+        )
     return QueryString(
         "INSERT INTO {} ({}, {}, {}) VALUES ({}, {}, {}) ON CONFLICT ({}) DO NOTHING RETURNING {}",
         TABLE,
@@ -87,9 +94,28 @@ def INSERT(dialect: Dialect) -> QueryString:
     )
 
 
+@statement
+def INSERT(dialect: Dialect) -> QueryString:
+    """A new row, unless its idempotency key is taken (then no row comes back)."""
+    return _insert(dialect, sharing_parents=False)
+
+
+@statement
+def INSERT_UNDER_PARENT(dialect: Dialect) -> QueryString:
+    """`INSERT` of a row with a parent, which on PostgreSQL holds the parent lock shared
+    (`parent_lock`, its key) in the same statement: a delete of the parent in flight, which
+    holds it exclusively, is waited for, so the child is refused by the foreign key or orphaned
+    by that delete with a new version, never silently. Creations never wait for each other."""
+    return _insert(dialect, sharing_parents=dialect.locks_parents)
+
+
 @functools.cache
-def update(fields: tuple[str, ...]) -> Statement:
-    """Set `fields` of one row, with a new `updated_at` and the next version."""
+def update(
+    fields: tuple[str, ...], *, versioned: bool = False, keeps_parent: bool = False
+) -> Statement:
+    """Set `fields` of one row, with a new `updated_at` and the next version. `versioned`: only
+    while the row is at `expected_version`; `keeps_parent`: only while its parent is already
+    the `parent` set (so the update moves no session, checked by the statement itself)."""
 
     def build(dialect: Dialect) -> QueryString:
         assignments = [
@@ -98,12 +124,16 @@ def update(fields: tuple[str, ...]) -> Statement:
         ]
         assignments.append(QueryString("{} = {}", name(UPDATED_AT), Param("updated_at")))
         assignments.append(QueryString("{} = {} + 1", name(VERSION), name(VERSION)))
+        where = QueryString("{} = {}", ID, Param("id"))
+        if versioned:
+            where = QueryString("{} AND {} = {}", where, VERSION, Param("expected_version"))
+        if keeps_parent:
+            where = QueryString("{} AND {} = {}", where, PARENT, Param("parent"))
         return QueryString(
-            "UPDATE {} SET {} WHERE {} = {} RETURNING {}",
+            "UPDATE {} SET {} WHERE {} RETURNING {}",
             TABLE,
             schema.joined(assignments),
-            ID,
-            Param("id"),
+            where,
             COLUMNS,
         )
 
@@ -173,11 +203,6 @@ def DELETE(dialect: Dialect) -> QueryString:
 @statement
 def LOCK_PARENTS(dialect: Dialect) -> QueryString:
     return QueryString("SELECT pg_advisory_xact_lock({})", Param("key"))
-
-
-@statement
-def SHARE_PARENTS(dialect: Dialect) -> QueryString:
-    return QueryString("SELECT pg_advisory_xact_lock_shared({})", Param("key"))
 
 
 @statement

@@ -4,8 +4,7 @@ they are stored as. No rule lives here: the service decides what to read, write 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -203,28 +202,20 @@ class SessionStore:
         if self.dialect.locks_parents:
             await self.db.execute(queries.LOCK_PARENTS.bind(self.dialect, key=PARENT_LOCK))
 
-    @asynccontextmanager
-    async def sharing_parents(self) -> AsyncIterator[None]:
-        """A transaction holding the parent lock shared, so what it writes waits for an
-        exclusive holder (a delete) but not for other sharers. Nothing on SQLite."""
-        if not self.dialect.locks_parents:
-            yield
-            return
-        async with self.db.transaction():
-            await self.db.execute(queries.SHARE_PARENTS.bind(self.dialect, key=PARENT_LOCK))
-            yield
-
     # Writes.
 
     async def insert(
         self, row: Session, *, idempotency_key: str | None, fingerprint: str | None
     ) -> Session | None:
-        """Insert `row`; None when its idempotency key is already taken. `Conflict` when
-        its branch is taken in the repo or its parent does not exist."""
+        """Insert `row`, in one statement; None when its idempotency key is already taken.
+        `Conflict` when its branch is taken in the repo or its parent does not exist. Under a
+        parent, the statement holds the parent lock shared (`queries.INSERT_UNDER_PARENT`)."""
+        statement = queries.INSERT if row["parent"] is None else queries.INSERT_UNDER_PARENT
         try:
             created: Session | None = await self._fetchrow(
-                queries.INSERT,
+                statement,
                 **row,
+                parent_lock=PARENT_LOCK,
                 idempotency_key=idempotency_key,
                 idempotency_fingerprint=fingerprint,
             )
@@ -236,14 +227,28 @@ class SessionStore:
         return created
 
     async def update(
-        self, session_id: UUID, values: Mapping[str, Any], *, updated_at: datetime
+        self,
+        session_id: UUID,
+        values: Mapping[str, Any],
+        *,
+        updated_at: datetime,
+        expected_version: int | None = None,
+        keeps_parent: bool = False,
     ) -> Session | None:
         """Set the fields `values` names (JSON as text) and bump the version; None when there is
-        no such row. `Conflict` when the branch is taken or the parent does not exist."""
-        statement = queries.update(tuple(values))
+        no such row, or (given `expected_version`) it is at another version, or (`keeps_parent`)
+        its parent is not `values["parent"]`. `Conflict` when the branch is taken or the parent
+        does not exist."""
+        statement = queries.update(
+            tuple(values), versioned=expected_version is not None, keeps_parent=keeps_parent
+        )
         try:
             row: Session | None = await self._fetchrow(
-                statement, **values, id=session_id, updated_at=updated_at
+                statement,
+                **values,
+                id=session_id,
+                updated_at=updated_at,
+                expected_version=expected_version,
             )
         except IntegrityError as error:
             constraint = constraint_of(error)
