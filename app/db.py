@@ -37,6 +37,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.querystring import QueryString
 
 from app.config import Settings, load_settings
+from app.pool import Lender
 
 Row = Mapping[str, Any]
 # The statement of at most `n` rows of a stream that follow a row (the first `n`, given None).
@@ -159,6 +160,8 @@ class Database:
         self._refused_at = 0.0
         # The leased connections that ran a statement leaving session state (`_SESSION_STATE`).
         self._stateful: set[Any] = set()
+        # The pool's connections, lent without going back to asyncpg's pool (`app.pool`).
+        self._lender: Lender | None = None
 
     async def open(self) -> None:
         if isinstance(self.engine, PostgresEngine):
@@ -170,6 +173,7 @@ class Database:
             )
             pool = self.engine.pool
             assert pool is not None
+            self._lender = Lender(pool, self.pool_size, self._deadline_s or POOL_WAIT_S)
             async with pool.acquire():
                 pass
         else:
@@ -178,6 +182,9 @@ class Database:
 
     async def close(self) -> None:
         if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
+            if self._lender is not None:
+                await self._lender.close()
+                self._lender = None
             await self.engine.close_connection_pool()
 
     async def ping(self) -> None:
@@ -191,7 +198,8 @@ class Database:
         if pool is None:
             return 0, 0
         size: int = pool.get_size()
-        return size, size - pool.get_idle_size()
+        lent = self._lender.lent if self._lender is not None else size - pool.get_idle_size()
+        return size, lent
 
     # A query is a `QueryString` (a bound statement of `app.store`, mostly), or SQL text with
     # `{}` placeholders for `args`. Rows are typed by the caller, which knows what it selected
@@ -305,20 +313,20 @@ class Database:
     @asynccontextmanager
     async def _lease(self) -> AsyncIterator[Any]:
         """One of the pool's connections, waited for at most `POOL_WAIT_S`."""
-        assert isinstance(self.engine, PostgresEngine)
-        pool = self.engine.pool
-        assert pool is not None
-        with self._faults():
-            try:
-                # Not `acquire(timeout=…)`: asyncpg makes that a wait_for, a task per statement.
-                async with asyncio.timeout(POOL_WAIT_S):
-                    connection = await pool.acquire()
-            except TimeoutError:
-                # Every connection is lent out, or a new one takes too long to open.
-                raise self._unavailable(
-                    "every database connection is busy",
-                    f"no database connection within {POOL_WAIT_S:g} s",
-                ) from None
+        lender = self._lender
+        assert lender is not None, "the database is not open"
+        connection = lender.idle()
+        if connection is None:
+            with self._faults():
+                try:
+                    async with asyncio.timeout(POOL_WAIT_S):
+                        connection = await lender.acquire()
+                except TimeoutError:
+                    # Every connection is lent out, or a new one takes too long to open.
+                    raise self._unavailable(
+                        "every database connection is busy",
+                        f"no database connection within {POOL_WAIT_S:g} s",
+                    ) from None
         try:
             yield connection
         finally:
@@ -327,8 +335,7 @@ class Database:
                 # Its session may hold what the next lease must not find: closed, not reset.
                 connection.terminate()
             try:
-                # Rolling back a transaction left open is a round trip: bounded too.
-                await pool.release(connection, timeout=self._deadline_s or POOL_WAIT_S)
+                await lender.release(connection)
             except Exception:
                 # asyncpg has terminated it; the pool opens another when one is needed.
                 log.debug("a connection could not be reset: discarded", exc_info=True)

@@ -46,9 +46,20 @@ class Lender:
     def lent(self) -> int:
         return self._taken - len(self._idle)
 
+    def idle(self) -> Any | None:
+        """An idle connection at once, when one is open and no one waits before us; else
+        None (then `acquire` waits)."""
+        while self._idle and not self._waiters:
+            # The most recently used: its server process is the warmest.
+            connection = self._idle.pop()
+            if _open(connection):
+                return connection
+            # Taken back by asyncpg's pool already (see `_open`): its place is free.
+            self._taken -= 1
+        return None
+
     async def acquire(self) -> Any:
         while self._idle:
-            # The most recently used: its server process is the warmest.
             connection = self._idle.pop()
             if _open(connection):
                 return connection
