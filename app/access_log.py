@@ -204,6 +204,18 @@ def _path(scope: Scope) -> str:
     return raw.partition(b"?")[0].decode("latin-1")
 
 
+# This process's id, kept (`os.getpid` is a system call) and renewed in a forked child.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class _Records:
     """Access records made as `Logger.info` makes them, less what is the same for every line:
     a template record per process and thread (`logging.LogRecord`'s own), its times and fields
@@ -214,7 +226,7 @@ class _Records:
         self._made_for = (0, 0)
 
     def make(self, args: tuple[Any, ...], fields: dict[str, Any]) -> logging.LogRecord:
-        made_for = (os.getpid(), threading.get_ident())
+        made_for = (_pid, threading.get_ident())
         if made_for != self._made_for:
             template = logging.LogRecord(
                 log.name, logging.INFO, __file__, _LINENO, LINE, (), None, _write.__name__
