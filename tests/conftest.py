@@ -6,7 +6,9 @@ per worker). Each test starts from an empty table."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import replace
@@ -178,3 +180,17 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
     directory.mkdir()
     with RedisServer(directory) as server:
         yield server
+
+
+async def until_a_lock_is_waited_for(
+    holder: asyncpg.Connection, task: asyncio.Task[Any], what: str, timeout_s: float = 10
+) -> None:
+    """Returns once some session waits for an advisory lock (the one `holder` holds), failing
+    when `task` ends first or `timeout_s` passes (`what` names the waiter)."""
+    deadline = time.monotonic() + timeout_s
+    while not await holder.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    ):
+        assert time.monotonic() < deadline, f"{what} never waited for the lock"
+        assert not task.done(), task
+        await asyncio.sleep(0.02)

@@ -9,7 +9,6 @@ and can be counted without racing a drain."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Awaitable
 from typing import Any
@@ -24,7 +23,7 @@ from app.model import NewSession, SessionChanges
 from app.naming import Names
 from app.naming.local import LocalNamer
 from app.service import PARENT_LOCK, SessionService
-from tests.conftest import idle_events
+from tests.conftest import idle_events, until_a_lock_is_waited_for
 
 NEW = NewSession(repo="acme/app", target_branch="main", messages=["Fix the login page"])
 # An id no session has.
@@ -152,13 +151,7 @@ async def test_a_create_under_a_parent_waits_for_a_delete_holding_the_parent_loc
         await holder.execute("SELECT pg_advisory_lock($1)", PARENT_LOCK)
         child = NewSession("acme/app", "main", ["Child"], parent["id"])
         create = asyncio.create_task(quiet.create(child))
-        deadline = time.monotonic() + 10
-        while not await holder.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        ):
-            assert time.monotonic() < deadline, "the create never waited for the parent lock"
-            assert not create.done()
-            await asyncio.sleep(0.02)
+        await until_a_lock_is_waited_for(holder, create, "the create")
         await holder.execute("SELECT pg_advisory_unlock($1)", PARENT_LOCK)
         created = await asyncio.wait_for(create, timeout=10)
     finally:

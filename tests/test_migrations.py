@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -27,7 +26,7 @@ from app.db import Database, IntegrityError, make_engine
 from app.main import create_app
 from app.migrate import APP_NAME, MIGRATION_LOCK, MigrationReport, bind_engine, migrate
 from app.piccolo_app import APP_CONFIG
-from tests.conftest import POSTGRES_SERVER
+from tests.conftest import POSTGRES_SERVER, until_a_lock_is_waited_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -211,13 +210,7 @@ async def test_migrations_wait_for_another_process_longer_than_the_statement_tim
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
         waiting = asyncio.create_task(migrate(make_engine(settings, for_migrations=True)))
-        deadline = time.monotonic() + 10
-        while not await holder.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        ):
-            assert time.monotonic() < deadline, "migrate never waited for the lock"
-            assert not waiting.done(), waiting
-            await asyncio.sleep(0.02)
+        await until_a_lock_is_waited_for(holder, waiting, "migrate")
         # Held well past the statement timeout before letting go.
         await asyncio.sleep(0.5)
         await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Sequence
 
@@ -30,7 +29,7 @@ from app.model import NewSession, SessionChanges
 from app.naming import LocalNamer, is_valid_branch
 from app.service import PARENT_LOCK, Created, SessionService
 from app.tables import InboxStatus
-from tests.conftest import SessionFactory, idle_events
+from tests.conftest import SessionFactory, idle_events, until_a_lock_is_waited_for
 from tests.watching import watching
 
 
@@ -482,13 +481,7 @@ async def test_only_a_move_to_another_parent_waits_for_the_parent_lock(
         )
         assert kept["title"] == "Kept"
         move = asyncio.create_task(service.update(child["id"], SessionChanges(parent=other["id"])))
-        deadline = time.monotonic() + 10
-        while not await holder.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        ):
-            assert time.monotonic() < deadline, "the move never waited for the parent lock"
-            assert not move.done()
-            await asyncio.sleep(0.02)
+        await until_a_lock_is_waited_for(holder, move, "the move")
         await holder.execute("SELECT pg_advisory_unlock($1)", PARENT_LOCK)
         moved = await asyncio.wait_for(move, timeout=10)
     finally:
