@@ -5,7 +5,7 @@ by a renderer made once from the document's selection.
 graphql-core's execution of a create costs several hundred microseconds besides the work of the
 service: coercing the variables, building the Strawberry input, then completing each field of
 the payload through its resolver, its type checks and its serializer. Here the variables are
-coerced by graphql-core's own functions (so exactly what Strawberry accepts is accepted), the
+coerced as graphql-core coerces them (`variables.py`: exactly what Strawberry accepts), the
 arguments are converted by Strawberry's own function, the resolver is the schema's own (so the
 service call, the mapping of domain errors to `userErrors` and the events are the resolver's),
 and each selected field is serialized by its GraphQL type's serializer; the session's JSON
@@ -39,10 +39,9 @@ from graphql import (
     GraphQLSchema,
     OperationType,
     SelectionSetNode,
-    VariableDefinitionNode,
     located_error,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import get_argument_values
 from starlette.requests import HTTPConnection
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.execution import ExecutionResult
@@ -51,6 +50,7 @@ from strawberry.types.field import StrawberryField
 from app import model
 from app.graphql.compiled.arguments import Convert, converter
 from app.graphql.compiled.plan import Unsupported, chosen, selections
+from app.graphql.compiled.variables import Coercer, coercer
 from app.graphql.context import Context
 from app.graphql.errors import MaskUnexpectedErrors
 from app.graphql.http_errors import http_result
@@ -70,7 +70,7 @@ Render = Callable[[Any], Any]
 class MutationPlan:
     """A mutation made ready to run: its variables, its field and how its payload renders."""
 
-    variables: tuple[VariableDefinitionNode, ...]
+    coerce: Coercer  # its variables, as graphql-core coerces them
     key: str  # the field's response key
     definition: GraphQLField
     nodes: tuple[FieldNode, ...]
@@ -125,7 +125,7 @@ def plan_mutation(
     except Unsupported:
         return None
     return MutationPlan(
-        variables=tuple(operation.variable_definitions or ()),
+        coerce=coercer(schema, tuple(operation.variable_definitions or ())),
         key=key,
         definition=definition,
         nodes=tuple(nodes),
@@ -248,11 +248,9 @@ class CompiledMutations:
     ) -> dict[str, Any] | None:
         """The resolver's arguments, converted as Strawberry converts them; None when
         graphql-core refuses the variables or the arguments."""
-        coerced: Any = {}
-        if planned.variables:
-            coerced = get_variable_values(self.schema, planned.variables, dict(variables or {}))
-            if isinstance(coerced, list):
-                return None
+        coerced = planned.coerce(variables)
+        if coerced is None:
+            return None
         try:
             given = get_argument_values(planned.definition, planned.nodes[0], coerced)
         except GraphQLError:
