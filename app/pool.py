@@ -28,8 +28,9 @@ class Lender:
         self._pool = pool
         self._size = size
         self._release_timeout = release_timeout
-        # Taken from asyncpg's pool: idle here, or lent.
+        # Taken from asyncpg's pool: idle here, lent, or being opened (`_opening`).
         self._taken = 0
+        self._opening = 0
         self._idle: deque[Any] = deque()
         # Each gets a connection, or None: a place is free to take one from asyncpg's pool.
         self._waiters: deque[asyncio.Future[Any]] = deque()
@@ -44,7 +45,8 @@ class Lender:
 
     @property
     def lent(self) -> int:
-        return self._taken - len(self._idle)
+        """Connections lent out now (not those still being opened)."""
+        return self._taken - len(self._idle) - self._opening
 
     def idle(self) -> Any | None:
         """An idle connection at once, when one is open and no one waits before us; else
@@ -70,12 +72,15 @@ class Lender:
                 return connection
         else:
             self._taken += 1
+        self._opening += 1
         try:
             return await self._pool.acquire()
         except BaseException:
             self._taken -= 1
             self._free_place()
             raise
+        finally:
+            self._opening -= 1
 
     async def _wait(self) -> Any:
         """A connection handed over by `release`, or None once a place is free (counted as

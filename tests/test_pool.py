@@ -127,3 +127,17 @@ async def test_a_connection_left_in_a_transaction_is_rolled_back_before_it_is_le
     assert not again.is_in_transaction()
     assert await again.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
     await lender.release(again)
+
+
+async def test_a_connection_being_opened_is_not_counted_as_lent(lender: Lender) -> None:
+    # asyncpg's pool counts it once it is open: `lent` never says more than it holds.
+    held = await lender.acquire()
+    await held.close()
+    async with asyncio.timeout(WAIT_S):
+        await lender.release(held)
+        opening = asyncio.create_task(lender.acquire())
+        await asyncio.sleep(0)
+        assert lender.lent == 0
+        fresh = await opening
+    assert lender.lent == 1
+    await lender.release(fresh)
