@@ -104,14 +104,9 @@ class CompiledReads:
         `DatabaseBusy` when the database cannot answer now."""
         if not db.is_postgres:
             return None
-        digest = self.documents.key(query)
-        if digest is None:
+        key, planned = self._lookup(query, operation_name)
+        if key is None or not isinstance(planned, _Planned):
             return None
-        key = (digest, operation_name)
-        planned = self._plans.get(key)
-        if not isinstance(planned, _Planned):
-            return None
-        self._plans.move_to_end(key)
         values = _values(planned, variables)
         if values is None:
             return None
@@ -148,15 +143,21 @@ class CompiledReads:
         """The JSON body of the answer to the mutation `query`, run with the context a request
         has, or None when Strawberry must answer it (nothing ran then). Never for a request
         that may not run mutations (a GET)."""
-        digest = self.documents.key(query)
-        if digest is None:
-            return None
-        key = (digest, operation_name)
-        planned = self._plans.get(key)
+        _key, planned = self._lookup(query, operation_name)
         if not isinstance(planned, MutationPlan):
             return None
-        self._plans.move_to_end(key)
         return await self.mutations.run(planned, service, request, variables)
+
+    def _lookup(self, query: str, operation_name: str | None) -> tuple[_Key | None, object]:
+        """The key of `query` and its plan (None when it has none), marked recently used."""
+        digest = self.documents.key(query)
+        if digest is None:
+            return None, None
+        key = (digest, operation_name)
+        planned = self._plans.get(key)
+        if planned is not None:
+            self._plans.move_to_end(key)
+        return key, planned
 
 
 def _values(planned: _Planned, variables: Mapping[str, Any] | None) -> reads.Values | None:
