@@ -16,6 +16,8 @@ class MeasuredNamer:
     def __init__(self, namer: Namer, observe: Callable[[Names, float], None]) -> None:
         self.namer = namer
         self.observe = observe
+        # Whether it names without I/O, as the namer it measures does (`LocalNamer.instant`).
+        self.instant: bool = getattr(namer, "instant", False)
 
     async def name(self, repo: str, target_branch: str, messages: Any) -> Names:
         started = time.perf_counter()

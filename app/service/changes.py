@@ -53,16 +53,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _instant(namer: Any) -> bool:
-    """Whether `namer` names without I/O (`instant`), looking through the wrappers that keep
-    the one they wrap as `namer` (`MeasuredNamer`)."""
-    while not getattr(namer, "instant", False):
-        namer = getattr(namer, "namer", None)
-        if namer is None:
-            return False
-    return True
-
-
 class _ParentLockNeeded(Exception):
     """An update found that it moves the session to another parent: start over with the lock."""
 
@@ -91,7 +81,7 @@ class SessionService(SessionReads):
         super().__init__(db, events)
         self.namer = namer
         # A namer without I/O is asked before anything is read (see `create`).
-        self.names_instantly = _instant(namer)
+        self.names_instantly: bool = getattr(namer, "instant", False)
 
     async def create(self, new: NewSession, *, idempotency_key: str | None = None) -> Created:
         """A new session, `active`, named by the namer. With an idempotency key, a retry with
