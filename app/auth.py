@@ -15,7 +15,7 @@ import enum
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 from starlette.datastructures import Headers, QueryParams
@@ -49,6 +49,10 @@ class Verifier(Protocol):
         """Whether `token` is a credential of this kind that is valid now."""
         ...
 
+    def verify_at_once(self, token: str) -> bool | None:
+        """`verify`'s answer when it needs no waiting; None when only `verify` can say."""
+        ...
+
 
 class TokenVerifier:
     """The tokens of `API_TOKENS`, compared in constant time."""
@@ -58,6 +62,9 @@ class TokenVerifier:
         self._digests = tuple(_digest(token) for token in tokens)
 
     async def verify(self, token: str) -> bool:
+        return self.verify_at_once(token)
+
+    def verify_at_once(self, token: str) -> bool:
         offered = _digest(token)
         matched = False
         # Every configured token is compared, without stopping at a match, so the time taken
@@ -100,14 +107,29 @@ class Authenticator:
         return not self.verifiers
 
     async def check(self, authorization: str | None) -> Outcome:
+        decided = self.check_at_once(authorization)
+        if decided is not None:
+            return decided
+        token = _bearer_token(authorization)
+        assert token is not None  # or it would have been decided: MISSING
+        for verifier in self.verifiers:
+            if await verifier.verify(token):
+                return Outcome.ACCEPTED
+        return Outcome.INVALID
+
+    def check_at_once(self, authorization: str | None) -> Outcome | None:
+        """`check`'s outcome when every verifier asked can give its answer without waiting
+        (configured tokens can; a JWT whose key is not known yet cannot): None otherwise."""
         if self.is_open:
             return Outcome.ACCEPTED
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        # The scheme is case-insensitive (RFC 9110, 11.1); the token is not.
-        if scheme.lower() != "bearer":
+        token = _bearer_token(authorization)
+        if token is None:
             return Outcome.MISSING
         for verifier in self.verifiers:
-            if await verifier.verify(token.strip()):
+            verified = verifier.verify_at_once(token)
+            if verified is None:
+                return None
+            if verified:
                 return Outcome.ACCEPTED
         return Outcome.INVALID
 
@@ -115,6 +137,13 @@ class Authenticator:
         """As `check`, for a WebSocket's `connection_init` payload (`{"Authorization": …}`)."""
         value = next((v for k, v in params.items() if k.lower() == "authorization"), None)
         return await self.check(value if isinstance(value, str) else None)
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    """The token of a `Bearer` credential; None for another scheme or no header."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    # The scheme is case-insensitive (RFC 9110, 11.1); the token is not.
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def is_open_path(scope: Scope) -> bool:
@@ -170,11 +199,29 @@ class RequireBearer:
                 "and write"
             )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: a request let through at once is handed on as the app's own
+        # awaitable, so this layer adds no frame that each of its suspensions goes through.
         if scope["type"] != "http" or self.is_open or is_open_path(scope):
-            await self.app(scope, receive, send)
-            return
-        outcome = await self.authenticator.check(_authorization(scope))
+            return self.app(scope, receive, send)
+        authorization = _authorization(scope)
+        outcome = self.authenticator.check_at_once(authorization)
+        if outcome is Outcome.ACCEPTED:
+            return self.app(scope, receive, send)
+        return self._checked(scope, receive, send, authorization, outcome)
+
+    async def _checked(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        authorization: str | None,
+        outcome: Outcome | None,
+    ) -> None:
+        """Refused (`outcome`), or when it could not be decided at once, let through or refused
+        by `Authenticator.check`."""
+        if outcome is None:
+            outcome = await self.authenticator.check(authorization)
         if outcome is Outcome.ACCEPTED:
             await self.app(scope, receive, send)
             return

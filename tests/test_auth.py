@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.auth import TokenVerifier
+from app.auth import Authenticator, Outcome, TokenVerifier
 from app.config import Settings
 from app.db import Database
 from app.main import create_app
@@ -146,6 +146,41 @@ async def test_the_token_verifier_accepts_only_a_configured_token() -> None:
     assert not await verifier.verify(TOKEN.swapcase())
     assert not await verifier.verify("")
     assert not await TokenVerifier([]).verify(TOKEN)
+
+
+class Waiting:
+    """A verifier that can say nothing without waiting (as a JWT's key set), and accepts one
+    token."""
+
+    def __init__(self, accepted: str) -> None:
+        self.accepted = accepted
+        self.asked: list[str] = []
+
+    async def verify(self, token: str) -> bool:
+        self.asked.append(token)
+        return token == self.accepted
+
+    def verify_at_once(self, _token: str) -> bool | None:
+        return None
+
+
+async def test_configured_tokens_are_decided_at_once_and_the_rest_by_waiting() -> None:
+    waiting = Waiting(OTHER)
+    authenticator = Authenticator([TokenVerifier([TOKEN]), waiting])
+
+    assert authenticator.check_at_once(f"Bearer {TOKEN}") is Outcome.ACCEPTED
+    assert authenticator.check_at_once(f"bearer  {TOKEN} ") is Outcome.ACCEPTED
+    assert authenticator.check_at_once(f"Basic {TOKEN}") is Outcome.MISSING
+    assert authenticator.check_at_once(None) is Outcome.MISSING
+    assert authenticator.check_at_once(f"Bearer {OTHER}") is None
+    assert waiting.asked == []
+
+    assert await authenticator.check(f"Bearer {TOKEN}") is Outcome.ACCEPTED
+    assert await authenticator.check(f"Bearer {OTHER}") is Outcome.ACCEPTED
+    assert await authenticator.check("Bearer nobody") is Outcome.INVALID
+    assert waiting.asked == [OTHER, "nobody"]
+    assert Authenticator([TokenVerifier([TOKEN])]).check_at_once("Bearer x") is Outcome.INVALID
+    assert Authenticator([]).check_at_once(None) is Outcome.ACCEPTED
 
 
 async def test_with_no_tokens_the_api_is_open_and_says_so_once(

@@ -164,7 +164,8 @@ async def test_a_chunked_10_mb_body_is_not_read_past_the_limit() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/sessions", "headers": []}
+    chunked = [(b"transfer-encoding", b"chunked")]
+    scope = {"type": "http", "method": "POST", "path": "/sessions", "headers": chunked}
     started = time.monotonic()
     await BodyLimit(echo, max_bytes=LIMIT)(scope, receive, send)
 
@@ -173,6 +174,69 @@ async def test_a_chunked_10_mb_body_is_not_read_past_the_limit() -> None:
     assert handled == []
     assert sent[0]["status"] == 413
     assert orjson.loads(sent[1]["body"]) == REST_413
+
+
+@pytest.mark.parametrize(
+    ("http_version", "headers"),
+    [("1.1", [(b"transfer-encoding", b"chunked")]), ("2", [])],
+    ids=["chunked", "http2-stream"],
+)
+async def test_a_body_of_no_declared_length_is_counted(
+    http_version: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        await Response(await Request(scope, receive).body())(scope, receive, send)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"x" * (LIMIT + 1), "more_body": False}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": http_version,
+        "method": "POST",
+        "path": "/sessions",
+        "headers": headers,
+    }
+    await BodyLimit(echo, max_bytes=LIMIT)(scope, receive, send)
+
+    assert sent[0]["status"] == 413
+
+
+@pytest.mark.parametrize(
+    "headers", [[], [(b"content-length", b"12")]], ids=["no-body", "declared-within"]
+)
+async def test_a_body_framed_by_http_1_within_the_limit_is_handed_on_as_it_is(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    # An HTTP/1 request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112,
+    # 6.3), and the server reads no more of one than its Content-Length says: nothing to count,
+    # so the app gets the server's own `receive` and `send`.
+    seen: list[tuple[Receive, Send]] = []
+
+    async def app(_scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((receive, send))
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: Message) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "headers": headers,
+    }
+    await BodyLimit(app, max_bytes=LIMIT)(scope, receive, send)
+
+    assert seen == [(receive, send)]
 
 
 async def test_websockets_pass_through_untouched() -> None:
