@@ -14,16 +14,13 @@ raises while reading the body goes no further, where the server would log it as 
 its traceback.
 
 Every request pays for this, so it is kept lean: one wrapper of `send` and `receive` for the
-id, the line and the metrics; nothing computed for a line the log level discards; and the line's
-record is made from a template (`_Records`), without the caller lookup and the attributes that
-`Logger.info` works out anew each time, then handed to the logger's handlers as `Logger.info`
-hands it, at once, in the request's own task."""
+id, the line and the metrics; nothing computed for a line the log level discards; and when the
+line would reach only the handler `app.logs` sets up, it is handed the line itself, at once, in
+the request's own task, with no `LogRecord` made for it (`LineHandler`)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -32,6 +29,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import request_id
+from app.logs import lone_handler
 from app.request_id import HEADER_KEY
 
 log = logging.getLogger("session_inbox.access")
@@ -206,61 +204,6 @@ def _path(scope: Scope) -> str:
     return raw.partition(b"?")[0].decode("latin-1")
 
 
-# This process's id, kept (`os.getpid` is a system call) and renewed in a forked child.
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-class _Records:
-    """Access records made as `Logger.info` makes them, less what is the same for every line:
-    a template record per process and thread (`logging.LogRecord`'s own), its times and fields
-    filled in for each line. Source location is where the line is written (`_write`)."""
-
-    def __init__(self) -> None:
-        self._template: dict[str, Any] = {}
-        self._made_for = (0, 0)
-
-    def make(self, args: tuple[Any, ...], fields: dict[str, Any]) -> logging.LogRecord:
-        made_for = (_pid, threading.get_ident())
-        if made_for != self._made_for:
-            template = logging.LogRecord(
-                log.name, logging.INFO, __file__, _LINENO, LINE, (), None, _write.__name__
-            )
-            self._template = vars(template)
-            self._made_for = made_for
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        created = time.time()
-        record.__dict__ = {
-            **self._template,
-            "args": args,
-            "created": created,
-            "msecs": int((created - int(created)) * 1000) + 0.0,
-            "relativeCreated": (created - _LOGGING_STARTED) * 1000,
-            **fields,
-        }
-        if "taskName" in self._template:  # Python 3.12 and later
-            record.__dict__["taskName"] = _task_name()
-        return record
-
-
-def _task_name() -> str | None:
-    import asyncio
-
-    task = asyncio.current_task()
-    return None if task is None else task.get_name()
-
-
-_records = _Records()
-_LOGGING_STARTED: float = logging._startTime  # type: ignore[attr-defined]
-
-
 def _write(
     method: str,
     route: str,
@@ -286,13 +229,9 @@ def _write(
     else:
         outcome = ""
     args = (method, route, status, duration_ms, outcome)
-    if logging.getLogRecordFactory() is logging.LogRecord:
-        # As `log.info(LINE, *args, extra=fields)` would: the logger's filters, then its
-        # handlers and its ancestors', synchronously.
-        log.handle(_records.make(args, fields))
+    handler = lone_handler(log)
+    if handler is not None:
+        # The handler `app.logs` sets up, alone: handed the line, with no record made for it.
+        handler.write_line(logging.INFO, log.name, LINE % args, fields)
     else:
-        # Someone made records their own way: theirs, then.
         log.info(LINE, *args, extra=fields)
-
-
-_LINENO = _write.__code__.co_firstlineno

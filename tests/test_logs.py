@@ -5,7 +5,10 @@ JSON object naming its request, the access line's fields as fields and a traceba
 
 from __future__ import annotations
 
+import io
 import logging
+import logging.config
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
@@ -19,10 +22,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from app.access_log import AccessLog
 from app.config import Settings, load_settings
-from app.logs import NO_REQUEST, TEXT_FORMAT, TextFormatter, logging_config
+from app.logs import NO_REQUEST, TEXT_FORMAT, LineHandler, TextFormatter, logging_config
 from tests.loopback import serve_on_loopback
 
 DEADLINE_S = 10.0
@@ -149,3 +153,80 @@ def test_a_text_line_is_what_the_text_format_makes_of_it() -> None:
         if i % 3:
             record.request_id = f"r-{i}"
         assert lean.format(record) == plain.format(record)
+
+
+class Kept(logging.Handler):
+    """A second handler on the root: the access line then goes through logging's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def access_lines(log_format: str, *, second_handler: bool) -> list[str]:
+    """The lines the handler `logging_config` sets up writes for three requests to a bare app
+    behind `AccessLog` (one an error, one whose client left), with or without another handler
+    beside it (which then gets the records)."""
+    logging.config.dictConfig(logging_config(settings_with(log_format)))
+    root = logging.getLogger()
+    (handler,) = root.handlers
+    assert isinstance(handler, LineHandler)
+    written = io.StringIO()
+    handler.setStream(written)
+    kept = Kept()
+    if second_handler:
+        root.addHandler(kept)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = Route("/things/{n}", app)
+        if scope["path"] == "/gone":
+            await receive()
+            return
+        await PlainTextResponse("no", 404 if scope["path"] == "/missing" else 200)(
+            scope, receive, send
+        )
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(_message: Message) -> None:
+        pass
+
+    for n, path in enumerate(["/found", "/missing", "/gone"]):
+        headers = [(b"x-request-id", f"r-{n}".encode())]
+        scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+        await AccessLog(app)(scope, receive, send)
+    assert len(kept.records) == (3 if second_handler else 0)
+    return written.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_an_access_line_written_without_a_record_is_what_the_record_makes(
+    log_format: str,
+) -> None:
+    direct = await access_lines(log_format, second_handler=False)
+    through_records = await access_lines(log_format, second_handler=True)
+
+    def steady(line: str) -> Any:
+        """The line less its time and duration."""
+        if log_format == "json":
+            entry = orjson.loads(line)
+            assert datetime.fromisoformat(entry.pop("time")).tzinfo is not None
+            assert isinstance(entry.pop("duration_ms"), float)
+            entry["message"] = re.sub(r" [\d.]+ ms", " ms", entry["message"])
+            return entry
+        stamp, rest = line[:23], line[24:]
+        assert datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+        return re.sub(r" [\d.]+ ms", " ms", rest)
+
+    assert len(direct) == 3
+    assert [steady(line) for line in direct] == [steady(line) for line in through_records]
+    if log_format == "text":
+        assert [steady(line) for line in direct] == [
+            "INFO session_inbox.access [r-0] GET /things/{n} 200 ms",
+            "INFO session_inbox.access [r-1] GET /things/{n} 404 ms",
+            "INFO session_inbox.access [r-2] GET /things/{n} 499 ms client gone",
+        ]
