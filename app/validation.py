@@ -85,13 +85,16 @@ def title(field: str, value: Any) -> str:
 
 
 def branch(field: str, value: Any) -> str:
-    text = required_text(field, value)
-    if not is_valid_branch(text):
+    """A name git's rule accepts (which also refuses an empty one and NUL), nothing more: a
+    branch of non-ASCII spaces alone, as git takes it, is taken too."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string", field)
+    if not is_valid_branch(value):
         raise InvalidInput(
             f"{field} must be a valid git branch name of at most {BRANCH_MAX} characters",
             field,
         )
-    return text
+    return value
 
 
 def inbox_status(field: str, value: Any) -> InboxStatus:
