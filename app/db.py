@@ -319,8 +319,7 @@ class Database:
         if connection is None:
             with self._faults():
                 try:
-                    async with asyncio.timeout(POOL_WAIT_S):
-                        connection = await lender.acquire()
+                    connection = await lender.acquire(POOL_WAIT_S)
                 except TimeoutError:
                     # Every connection is lent out, or a new one takes too long to open.
                     raise self._unavailable(

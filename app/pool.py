@@ -8,8 +8,9 @@ asyncpg's pool, a connection stays here, idle or lent, until it is closed. A clo
 or one somehow left inside a transaction, goes back to asyncpg's pool, which rolls back or
 discards it and opens another when one is needed.
 
-Waiters are served first come, first served. The wait itself is not bounded here: the caller
-bounds it (`app.db` gives up after `POOL_WAIT_S`)."""
+Waiters are served first come, first served, each for at most the seconds it asks for: the bound
+is a timer on the waiter's future (one `call_later`), not `asyncio.timeout`, whose context
+manager, task lookup and rescheduling cost a loaded server several µs a request that waits."""
 
 from __future__ import annotations
 
@@ -60,21 +61,28 @@ class Lender:
             self._taken -= 1
         return None
 
-    async def acquire(self) -> Any:
+    async def acquire(self, timeout: float) -> Any:  # noqa: ASYNC109 - a timer, see above
+        """A connection, within `timeout` seconds (else TimeoutError): an idle one, one handed
+        over by `release`, or a new one from asyncpg's pool."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while self._idle:
             connection = self._idle.pop()
             if _open(connection):
                 return connection
             await self._give_back(connection)
         if self._taken >= self._size or self._waiters:
-            connection = await self._wait()
+            connection = await self._wait(loop, timeout)
             if connection is not None:
                 return connection
         else:
             self._taken += 1
         self._opening += 1
         try:
-            return await self._pool.acquire()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            return await self._pool.acquire(timeout=remaining)
         except BaseException:
             self._taken -= 1
             self._free_place()
@@ -82,15 +90,16 @@ class Lender:
         finally:
             self._opening -= 1
 
-    async def _wait(self) -> Any:
+    async def _wait(self, loop: asyncio.AbstractEventLoop, timeout: float) -> Any:  # noqa: ASYNC109
         """A connection handed over by `release`, or None once a place is free (counted as
-        taken already)."""
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        taken already); TimeoutError when neither comes within `timeout` seconds."""
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_later(timeout, _time_out, waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Handed over just as the wait ended: passed on.
                 handed = waiter.result()
                 if handed is None:
@@ -100,6 +109,7 @@ class Lender:
                     await self.release(handed)
             raise
         finally:
+            timer.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
@@ -137,6 +147,11 @@ class Lender:
         """Every idle connection back to asyncpg's pool (which its `close` then closes)."""
         while self._idle:
             await self._give_back(self._idle.pop())
+
+
+def _time_out(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _open(connection: Any) -> bool:

@@ -33,11 +33,11 @@ async def backend(connection: asyncpg.Connection) -> int:
 
 
 async def test_a_connection_given_back_is_lent_again(lender: Lender) -> None:
-    first = await lender.acquire()
+    first = await lender.acquire(WAIT_S)
     pid = await backend(first)
     await lender.release(first)
 
-    again = await lender.acquire()
+    again = await lender.acquire(WAIT_S)
 
     assert await backend(again) == pid
     assert lender.lent == 1
@@ -48,11 +48,11 @@ async def test_a_connection_given_back_is_lent_again(lender: Lender) -> None:
 async def test_no_more_than_its_size_are_lent_and_waiters_are_served_in_order(
     lender: Lender,
 ) -> None:
-    held = [await lender.acquire() for _ in range(SIZE)]
+    held = [await lender.acquire(WAIT_S) for _ in range(SIZE)]
     served: list[str] = []
 
     async def wait_then_give_back(name: str) -> None:
-        connection = await lender.acquire()
+        connection = await lender.acquire(WAIT_S)
         served.append(name)
         await lender.release(connection)
 
@@ -71,16 +71,35 @@ async def test_no_more_than_its_size_are_lent_and_waiters_are_served_in_order(
     assert lender.lent == 0
 
 
+async def test_a_wait_past_its_timeout_is_a_timeout_and_costs_no_connection(
+    lender: Lender,
+) -> None:
+    held = [await lender.acquire(WAIT_S) for _ in range(SIZE)]
+    async with asyncio.timeout(WAIT_S):
+        with pytest.raises(TimeoutError):
+            await lender.acquire(0.05)
+        assert lender.waiting == 0
+        # Handed over after the wait ended: kept for the next, not lost with the waiter.
+        await lender.release(held.pop())
+        assert lender.lent == SIZE - 1
+        again = await lender.acquire(WAIT_S)
+
+    assert lender.lent == SIZE
+    for connection in [*held, again]:
+        await lender.release(connection)
+    assert lender.lent == 0
+
+
 async def test_a_waiter_that_gives_up_costs_no_connection(lender: Lender) -> None:
-    held = [await lender.acquire() for _ in range(SIZE)]
+    held = [await lender.acquire(WAIT_S) for _ in range(SIZE)]
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await lender.acquire()
+            await lender.acquire(WAIT_S)
     for connection in held:
         await lender.release(connection)
 
     async with asyncio.timeout(WAIT_S):
-        again = [await lender.acquire() for _ in range(SIZE)]
+        again = [await lender.acquire(WAIT_S) for _ in range(SIZE)]
 
     assert lender.lent == SIZE
     for connection in again:
@@ -88,22 +107,22 @@ async def test_a_waiter_that_gives_up_costs_no_connection(lender: Lender) -> Non
 
 
 async def test_a_closed_connection_is_replaced(lender: Lender) -> None:
-    connection = await lender.acquire()
+    connection = await lender.acquire(WAIT_S)
     pid = await backend(connection)
     connection.terminate()
     await lender.release(connection)
 
     async with asyncio.timeout(WAIT_S):
-        fresh = await lender.acquire()
+        fresh = await lender.acquire(WAIT_S)
 
     assert await backend(fresh) != pid
     await lender.release(fresh)
 
 
 async def test_a_place_freed_by_a_closed_connection_goes_to_a_waiter(lender: Lender) -> None:
-    held = [await lender.acquire() for _ in range(SIZE)]
+    held = [await lender.acquire(WAIT_S) for _ in range(SIZE)]
     async with asyncio.timeout(WAIT_S):
-        waiter = asyncio.create_task(lender.acquire())
+        waiter = asyncio.create_task(lender.acquire(WAIT_S))
         await asyncio.sleep(0)
         assert lender.waiting == 1
         held[0].terminate()
@@ -118,11 +137,11 @@ async def test_a_place_freed_by_a_closed_connection_goes_to_a_waiter(lender: Len
 async def test_a_connection_left_in_a_transaction_is_rolled_back_before_it_is_lent(
     lender: Lender,
 ) -> None:
-    connection = await lender.acquire()
+    connection = await lender.acquire(WAIT_S)
     await connection.execute("BEGIN; CREATE TEMP TABLE left_open (x int)")
     await lender.release(connection)
 
-    again = await lender.acquire()
+    again = await lender.acquire(WAIT_S)
 
     assert not again.is_in_transaction()
     assert await again.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
@@ -131,11 +150,11 @@ async def test_a_connection_left_in_a_transaction_is_rolled_back_before_it_is_le
 
 async def test_a_connection_being_opened_is_not_counted_as_lent(lender: Lender) -> None:
     # asyncpg's pool counts it once it is open: `lent` never says more than it holds.
-    held = await lender.acquire()
+    held = await lender.acquire(WAIT_S)
     await held.close()
     async with asyncio.timeout(WAIT_S):
         await lender.release(held)
-        opening = asyncio.create_task(lender.acquire())
+        opening = asyncio.create_task(lender.acquire(WAIT_S))
         await asyncio.sleep(0)
         assert lender.lent == 0
         fresh = await opening
