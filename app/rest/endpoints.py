@@ -1,10 +1,11 @@
 """The REST endpoints: `/sessions` and `/sessions/{id}`. Each method parses, calls the service
-and renders; Starlette's `HTTPEndpoint` dispatches by method and answers a missing one with 405
-and `Allow`. Refusals are raised and rendered by `app.rest.errors`."""
+and renders; `Endpoint` (Starlette's `HTTPEndpoint`) dispatches by method and answers a missing
+one with 405 and `Allow`. Refusals are raised and rendered by `app.rest.errors`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+import inspect
+from typing import Annotated, Any, ClassVar, cast
 from urllib.parse import urlencode
 
 import msgspec
@@ -12,6 +13,7 @@ from msgspec import UNSET
 from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app import model, validation
 from app.errors import InvalidInput, NotFound, VersionConflict
@@ -54,12 +56,58 @@ SessionReplace = cast(
 )
 
 
+# The methods `HTTPEndpoint` looks for, in the order its `Allow` lists them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY")
+Handler = Any  # an `async def` method of an `Endpoint`, taking the request
+
+
+class Endpoint(HTTPEndpoint):
+    """`HTTPEndpoint`, with what it works out anew for every request worked out once for each
+    class: the methods it answers (HEAD by `get` when it has no `head`), and the handler of
+    each. Handlers are coroutine functions, which `HTTPEndpoint` would otherwise check for on
+    every request (to run the others in a thread)."""
+
+    _handlers: ClassVar[dict[str, Handler]] = {}
+    _allowed: ClassVar[list[str]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: dict[str, Handler] = {}
+        for method in _METHODS:
+            handler = getattr(cls, method.lower(), None)
+            if handler is None and method == "HEAD":
+                handler = getattr(cls, "get", None)
+            if handler is None:
+                continue
+            if not inspect.iscoroutinefunction(handler):
+                raise TypeError(f"{cls.__name__}.{handler.__name__} must be an async def")
+            handlers[method] = handler
+        cls._handlers = handlers
+        cls._allowed = list(handlers)
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        # What `method_not_allowed` lists in `Allow`.
+        self._allowed_methods = self._allowed
+
+    async def dispatch(self) -> None:
+        request = Request(self.scope, receive=self.receive, send=self.send)
+        handler = self._handlers.get(self.scope["method"])
+        if handler is None:
+            response = await self.method_not_allowed(request)
+        else:
+            response = await handler(self, request)
+        await response(self.scope, self.receive, self.send)
+
+
 def _service(request: Request) -> SessionService:
     state: AppState = request.state.inbox
     return state.service
 
 
-class Sessions(HTTPEndpoint):
+class Sessions(Endpoint):
     """`/sessions`: create, and list (streamed, or a page)."""
 
     async def post(self, request: Request) -> Response:
@@ -122,7 +170,7 @@ class Sessions(HTTPEndpoint):
         return render.json_response(payload, headers=headers)
 
 
-class OneSession(HTTPEndpoint):
+class OneSession(Endpoint):
     """`/sessions/{id}`: read, replace, patch, delete."""
 
     async def get(self, request: Request) -> Response:
