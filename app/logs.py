@@ -169,12 +169,12 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             else:
                 record = _record(created, levelname, name, message, fields)
                 line = (formatter or logging.Formatter()).format(record)
-            self.acquire()
-            try:
-                self.stream.write(line + self.terminator)
-                self.flush()
-            finally:
-                self.release()
+            # As `emit` and `flush` would, under the handler's lock taken once.
+            with self.lock:  # type: ignore[union-attr] # made by Handler.__init__
+                stream = self.stream
+                stream.write(line + self.terminator)
+                if hasattr(stream, "flush"):
+                    stream.flush()
         except RecursionError:
             raise
         except Exception:
