@@ -211,23 +211,17 @@ class Database:
     async def fetch(self, query: str | QueryString, *args: Any) -> list[Any]:
         started = time.monotonic()
         querystring = _querystring(query, args)
-        with self._faults():
-            if isinstance(self.engine, PostgresEngine) and self.engine.pool is not None:
+        # What `_faults` does, written out: this runs for every statement.
+        try:
+            if self._lender is not None:
                 sql, sql_args = querystring.compile_string(engine_type=self.engine.engine_type)
-                connection = self._current.get()
-                if connection is not None:
-                    if _leaves_session_state(sql):
-                        self._stateful.add(connection)
-                    rows: list[Any] = await self._timed(
-                        connection, connection.fetch(sql, *sql_args)
-                    )
-                else:
-                    async with self._lease() as connection:
-                        if _leaves_session_state(sql):
-                            self._stateful.add(connection)
-                        rows = await self._timed(connection, connection.fetch(sql, *sql_args))
+                rows: list[Any] = await self._run(sql, sql_args, value=False)
             else:
                 rows = await self.engine.run_querystring(querystring)
+        except _UNREACHABLE as error:
+            if (unavailable := self._unavailable_for(error)) is None:
+                raise
+            raise unavailable from error
         self._answered(started)
         return rows
 
@@ -235,22 +229,32 @@ class Database:
         """The first column of the first row of `sql` (None without a row): PostgreSQL text
         with `$n` placeholders, prepared once per connection (asyncpg's statement cache), in
         the bounds `fetch` keeps. For statements made whole elsewhere (`app.graphql.compiled`)."""
-        assert isinstance(self.engine, PostgresEngine)
-        assert self.engine.pool is not None
+        assert self._lender is not None, "PostgreSQL only, once open"
         started = time.monotonic()
-        with self._faults():
-            connection = self._current.get()
-            if connection is not None:
-                if _leaves_session_state(sql):
-                    self._stateful.add(connection)
-                value = await self._timed(connection, connection.fetchval(sql, *args))
-            else:
-                async with self._lease() as connection:
-                    if _leaves_session_state(sql):
-                        self._stateful.add(connection)
-                    value = await self._timed(connection, connection.fetchval(sql, *args))
+        try:
+            value = await self._run(sql, args, value=True)
+        except _UNREACHABLE as error:
+            if (unavailable := self._unavailable_for(error)) is None:
+                raise
+            raise unavailable from error
         self._answered(started)
         return value
+
+    async def _run(self, sql: str, args: Sequence[Any], *, value: bool) -> Any:
+        """`sql` on the connection of the transaction this task is in, or on one leased for it
+        alone: its rows, or with `value` the first column of its first row."""
+        connection = self._current.get()
+        lender = None if connection is not None else self._lender
+        if lender is not None:
+            connection = await self._take(lender)
+        try:
+            if _leaves_session_state(sql):
+                self._stateful.add(connection)
+            operation = connection.fetchval(sql, *args) if value else connection.fetch(sql, *args)
+            return await self._timed(connection, operation)
+        finally:
+            if lender is not None:
+                await self._give(lender, connection)
 
     async def fetchrow(self, query: str | QueryString, *args: Any) -> Any:
         rows = await self.fetch(query, *args)
@@ -315,29 +319,41 @@ class Database:
         """One of the pool's connections, waited for at most `POOL_WAIT_S`."""
         lender = self._lender
         assert lender is not None, "the database is not open"
-        connection = lender.idle()
-        if connection is None:
-            with self._faults():
-                try:
-                    connection = await lender.acquire(POOL_WAIT_S)
-                except TimeoutError:
-                    # Every connection is lent out, or a new one takes too long to open.
-                    raise self._unavailable(
-                        "every database connection is busy",
-                        f"no database connection within {POOL_WAIT_S:g} s",
-                    ) from None
+        connection = await self._take(lender)
         try:
             yield connection
         finally:
-            if self._stateful and connection in self._stateful:
-                self._stateful.discard(connection)
-                # Its session may hold what the next lease must not find: closed, not reset.
-                connection.terminate()
+            await self._give(lender, connection)
+
+    async def _take(self, lender: Lender) -> Any:
+        """An idle connection of `lender` at once, else one waited for at most `POOL_WAIT_S`.
+        (`_lease` without its context manager: `_run`, for each statement, takes and gives
+        itself.)"""
+        connection = lender.idle()
+        if connection is not None:
+            return connection
+        with self._faults():
             try:
-                await lender.release(connection)
-            except Exception:
-                # asyncpg has terminated it; the pool opens another when one is needed.
-                log.debug("a connection could not be reset: discarded", exc_info=True)
+                return await lender.acquire(POOL_WAIT_S)
+            except TimeoutError:
+                # Every connection is lent out, or a new one takes too long to open.
+                raise self._unavailable(
+                    "every database connection is busy",
+                    f"no database connection within {POOL_WAIT_S:g} s",
+                ) from None
+
+    async def _give(self, lender: Lender, connection: Any) -> None:
+        """`connection`, taken from `lender` by `_take`, back to it (even if the database was
+        closed meanwhile: then asyncpg's pool, closing, waits for it)."""
+        if self._stateful and connection in self._stateful:
+            self._stateful.discard(connection)
+            # Its session may hold what the next lease must not find: closed, not reset.
+            connection.terminate()
+        try:
+            await lender.release(connection)
+        except Exception:
+            # asyncpg has terminated it; the pool opens another when one is needed.
+            log.debug("a connection could not be reset: discarded", exc_info=True)
 
     async def _timed(self, connection: Any, operation: Awaitable[T]) -> T:
         """`operation` on `connection`, within the client's deadline. A connection whose
@@ -387,17 +403,22 @@ class Database:
         try:
             yield
         except _UNREACHABLE as error:
-            if isinstance(error, sqlite3.OperationalError) and not str(error).startswith(
-                _SQLITE_UNAVAILABLE
-            ):
+            if (unavailable := self._unavailable_for(error)) is None:
                 raise
-            if isinstance(error, asyncpg.InterfaceError) and "closed" not in str(error):
-                raise
-            if isinstance(error, asyncpg.exceptions.QueryCanceledError):
-                raise self._unavailable(
-                    "the database did not answer in time", _reason(error)
-                ) from error
-            raise self._unavailable("the database cannot be reached", _reason(error)) from error
+            raise unavailable from error
+
+    def _unavailable_for(self, error: BaseException) -> DatabaseUnavailable | None:
+        """The `DatabaseUnavailable` that `error` (one of `_UNREACHABLE`) is, or None when it
+        says something else (it is raised as it is)."""
+        if isinstance(error, sqlite3.OperationalError) and not str(error).startswith(
+            _SQLITE_UNAVAILABLE
+        ):
+            return None
+        if isinstance(error, asyncpg.InterfaceError) and "closed" not in str(error):
+            return None
+        if isinstance(error, asyncpg.exceptions.QueryCanceledError):
+            return self._unavailable("the database did not answer in time", _reason(error))
+        return self._unavailable("the database cannot be reached", _reason(error))
 
     def _unavailable(self, what: str, detail: str) -> DatabaseUnavailable:
         """The error to raise: `what` is told to the client, `detail` (the driver's words,

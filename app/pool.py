@@ -35,6 +35,8 @@ class Lender:
         self._idle: deque[Any] = deque()
         # Each gets a connection, or None: a place is free to take one from asyncpg's pool.
         self._waiters: deque[asyncio.Future[Any]] = deque()
+        # Once closed, a connection given back goes to asyncpg's pool, which is closing.
+        self._closed = False
 
     @property
     def size(self) -> int:
@@ -114,7 +116,7 @@ class Lender:
                 self._waiters.remove(waiter)
 
     async def release(self, connection: Any) -> None:
-        if not _open(connection) or connection.is_in_transaction():
+        if self._closed or not _open(connection) or connection.is_in_transaction():
             await self._give_back(connection)
             return
         while self._waiters:
@@ -144,7 +146,9 @@ class Lender:
                 return
 
     async def close(self) -> None:
-        """Every idle connection back to asyncpg's pool (which its `close` then closes)."""
+        """Every idle connection back to asyncpg's pool (which its `close` then closes), and
+        each one lent now when it is released."""
+        self._closed = True
         while self._idle:
             await self._give_back(self._idle.pop())
 

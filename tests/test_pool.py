@@ -160,3 +160,20 @@ async def test_a_connection_being_opened_is_not_counted_as_lent(lender: Lender) 
         fresh = await opening
     assert lender.lent == 1
     await lender.release(fresh)
+
+
+async def test_a_connection_released_after_close_goes_back_so_the_pool_can_close(
+    database_urls: dict[str, str],
+) -> None:
+    pool = await asyncpg.create_pool(database_urls["postgres"], min_size=0, max_size=SIZE)
+    lender = Lender(pool, SIZE, release_timeout=WAIT_S)
+    try:
+        lent = await lender.acquire(WAIT_S)
+        await lender.close()
+        # A statement that ends after the app closed its database.
+        await lender.release(lent)
+    finally:
+        # asyncpg's close waits for every connection it lent: one kept idle here would hold it.
+        async with asyncio.timeout(WAIT_S):
+            await pool.close()
+    assert lender.lent == 0
