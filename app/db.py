@@ -209,19 +209,14 @@ class Database:
     # client's a little after it), and so is the wait for a connection; what says the database
     # cannot answer now is raised as `DatabaseUnavailable`, which clients get as a 503.
     async def fetch(self, query: str | QueryString, *args: Any) -> list[Any]:
-        started = time.monotonic()
         querystring = _querystring(query, args)
-        # What `_faults` does, written out: this runs for every statement.
-        try:
-            if self._lender is not None:
-                sql, sql_args = querystring.compile_string(engine_type=self.engine.engine_type)
-                rows: list[Any] = await self._run(sql, sql_args, value=False)
-            else:
-                rows = await self.engine.run_querystring(querystring)
-        except _UNREACHABLE as error:
-            if (unavailable := self._unavailable_for(error)) is None:
-                raise
-            raise unavailable from error
+        if self._lender is not None:
+            sql, sql_args = querystring.compile_string(engine_type=self.engine.engine_type)
+            rows: list[Any] = await self._run(sql, sql_args, value=False)
+            return rows
+        started = time.monotonic()
+        with self._faults():
+            rows = await self.engine.run_querystring(querystring)
         self._answered(started)
         return rows
 
@@ -230,31 +225,32 @@ class Database:
         with `$n` placeholders, prepared once per connection (asyncpg's statement cache), in
         the bounds `fetch` keeps. For statements made whole elsewhere (`app.graphql.compiled`)."""
         assert self._lender is not None, "PostgreSQL only, once open"
+        return await self._run(sql, args, value=True)
+
+    async def _run(self, sql: str, args: Sequence[Any], *, value: bool) -> Any:
+        """`sql` on PostgreSQL, on the connection of the transaction this task is in or on one
+        leased for it alone: its rows, or with `value` the first column of its first row. Its
+        faults are turned as `_faults` turns them, written out: this runs for every statement."""
         started = time.monotonic()
+        connection = self._current.get()
+        lender = None if connection is not None else self._lender
         try:
-            value = await self._run(sql, args, value=True)
+            if lender is not None:
+                connection = await self._take(lender)
+            try:
+                if _leaves_session_state(sql):
+                    self._stateful.add(connection)
+                run = connection.fetchval if value else connection.fetch
+                result = await self._timed(connection, run(sql, *args))
+            finally:
+                if lender is not None:
+                    await self._give(lender, connection)
         except _UNREACHABLE as error:
             if (unavailable := self._unavailable_for(error)) is None:
                 raise
             raise unavailable from error
         self._answered(started)
-        return value
-
-    async def _run(self, sql: str, args: Sequence[Any], *, value: bool) -> Any:
-        """`sql` on the connection of the transaction this task is in, or on one leased for it
-        alone: its rows, or with `value` the first column of its first row."""
-        connection = self._current.get()
-        lender = None if connection is not None else self._lender
-        if lender is not None:
-            connection = await self._take(lender)
-        try:
-            if _leaves_session_state(sql):
-                self._stateful.add(connection)
-            operation = connection.fetchval(sql, *args) if value else connection.fetch(sql, *args)
-            return await self._timed(connection, operation)
-        finally:
-            if lender is not None:
-                await self._give(lender, connection)
+        return result
 
     async def fetchrow(self, query: str | QueryString, *args: Any) -> Any:
         rows = await self.fetch(query, *args)
